@@ -1,0 +1,130 @@
+"""Fast weight update rules, one dispatching entry point per rule.
+
+Every op has the contract documented in ``rfwp.ops.reference`` (the step-by-step ground truth):
+inputs in (batch, heads, length, dim), ``state`` in and out, optional ``reset`` (batch, length).
+``implementation`` selects a path by name; None picks the fastest correct one for the inputs:
+
+  reference  plain loop over time, autograd (``reference.py``)
+  chunked    chunkwise-parallel sum and delta rules in PyTorch (``chunked.py``)
+  compiled   C++ CPU kernels with hand-written backward (``compiled.py``, sources in ``kernels/cpu``)
+  triton     Triton GPU kernels (``triton.py``, sources in ``kernels/triton``)
+"""
+from __future__ import annotations
+
+import importlib
+
+import torch
+from torch import Tensor
+
+from .reference import DeltaLSTMState, DeltaRNNState, RDNState
+
+IMPLEMENTATIONS = ("reference", "chunked", "compiled", "triton")
+
+# Which implementations exist for each op, in order of preference on CPU.
+_CPU_PREFERENCE = {
+    "sum_rule": ("chunked", "reference"),
+    "delta_rule": ("chunked", "compiled", "reference"),
+    "delta_rnn": ("compiled", "reference"),
+    "delta_lstm": ("compiled", "reference"),
+    "recurrent_delta_net": ("compiled", "reference"),
+}
+_CUDA_PREFERENCE = {op: ("triton", "reference") for op in _CPU_PREFERENCE}
+
+
+def _module(implementation: str):
+    return importlib.import_module(f"{__name__}.{implementation}")
+
+
+def _available(implementation: str, op: str, x: Tensor) -> bool:
+    module = _module(implementation)
+    if not hasattr(module, op):
+        return False
+    check = getattr(module, "available", None)
+    return check is None or check(x)
+
+
+def resolve(op: str, x: Tensor, implementation: str | None = None):
+    """The function implementing ``op`` for tensors like ``x``: the named one, or the preferred one."""
+    if implementation is not None:
+        if implementation not in IMPLEMENTATIONS:
+            raise ValueError(f"unknown implementation {implementation!r}; choose one of {IMPLEMENTATIONS}")
+        module = _module(implementation)
+        if not hasattr(module, op):
+            have = [name for name in IMPLEMENTATIONS if hasattr(_module(name), op)]
+            raise ValueError(f"{op} has no {implementation!r} implementation; it has {have}")
+        if not _available(implementation, op, x):
+            raise RuntimeError(f"the {implementation!r} implementation of {op} cannot run on {x.device} "
+                               f"here; pass implementation=None to fall back automatically")
+        return getattr(module, op)
+    preference = _CUDA_PREFERENCE if x.is_cuda else _CPU_PREFERENCE
+    for name in preference[op]:
+        if _available(name, op, x):
+            return getattr(_module(name), op)
+    raise AssertionError("the reference implementation is always available")
+
+
+def _expect(name: str, t: Tensor, shape: tuple, hint: str) -> None:
+    if tuple(t.shape) != tuple(shape):
+        raise ValueError(f"{name} has shape {tuple(t.shape)} but must be {tuple(shape)}: {hint}")
+
+
+def _check(q: Tensor, k: Tensor, v: Tensor, beta: Tensor | None, reset: Tensor | None, gates: int = 0):
+    """Shape checks shared by all ops; ``gates`` > 0 for inputs with a gate axis at 2 (Delta LSTM)."""
+    lead = 3 + (gates > 0)
+    if k.dim() != lead + 1:
+        layout = "(batch, heads, gates, length, dim)" if gates else "(batch, heads, length, dim)"
+        raise ValueError(f"k has {k.dim()} dimensions but must be {layout}; "
+                         f"permute (batch, length, heads, dim) inputs with .transpose(1, 2)")
+    *prefix, L, dk = k.shape
+    _expect("q", q, (*prefix, L, dk), "queries and keys share every dimension")
+    if tuple(v.shape[:-1]) != (*prefix, L):
+        raise ValueError(f"v has shape {tuple(v.shape)} but must be {(*prefix, L, 'd_value')}: "
+                         f"values share batch, heads and length with the keys")
+    if beta is not None:
+        _expect("beta", beta, (*prefix, L), "one learning rate per head and step (squeeze the last axis)")
+    if reset is not None:
+        _expect("reset", reset, (prefix[0], L), "one flag per batch row and step")
+        if reset.dtype != torch.bool:
+            raise ValueError(f"reset must be a bool tensor, got {reset.dtype}")
+
+
+def sum_rule(q: Tensor, k: Tensor, v: Tensor, state: Tensor | None = None, reset: Tensor | None = None,
+             *, implementation: str | None = None):
+    """Sum update rule (Linear Transformer), RFWP Eqs. 6-7. Returns (out, W)."""
+    _check(q, k, v, None, reset)
+    return resolve("sum_rule", k, implementation)(q, k, v, state, reset)
+
+
+def delta_rule(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, state: Tensor | None = None,
+               reset: Tensor | None = None, *, implementation: str | None = None):
+    """Delta update rule (Delta Net), RFWP Eqs. 8-10. Returns (out, W)."""
+    _check(q, k, v, beta, reset)
+    return resolve("delta_rule", k, implementation)(q, k, v, beta, state, reset)
+
+
+def delta_rnn(q, k, v, beta, rk, rv, rbeta, state: DeltaRNNState | None = None, reset=None, version="B",
+              *, implementation: str | None = None):
+    """Delta RNN, RFWP Eq. 12 (version B) or Eq. 19 (version A). Returns (out, DeltaRNNState)."""
+    _check(q, k, v, beta, reset)
+    _check(rk, rk, rv, rbeta, reset)
+    return resolve("delta_rnn", k, implementation)(q, k, v, beta, rk, rv, rbeta, state, reset, version)
+
+
+def delta_lstm(q, k, v, beta, rk, rv, rbeta, state: DeltaLSTMState | None = None, reset=None, version="D",
+               *, implementation: str | None = None):
+    """Delta LSTM, RFWP Eqs. 20-40 (versions A-D). Returns (out, DeltaLSTMState)."""
+    _check(q, k, v, beta, reset, gates=3)
+    _check(rk, rk, rv, rbeta, reset, gates=3)
+    return resolve("delta_lstm", k, implementation)(q, k, v, beta, rk, rv, rbeta, state, reset, version)
+
+
+def recurrent_delta_net(q, k, v, beta, Rq, Rk, Rv, rbeta, state: RDNState | None = None, reset=None,
+                        key_map="softmax", *, implementation: str | None = None):
+    """Recurrent Delta Net, RFWP Eqs. 15-18. Returns (out, RDNState)."""
+    _check(q, k, v, beta, reset)
+    return resolve("recurrent_delta_net", k, implementation)(q, k, v, beta, Rq, Rk, Rv, rbeta, state, reset,
+                                                              key_map)
+
+
+__all__ = ["sum_rule", "delta_rule", "delta_rnn", "delta_lstm", "recurrent_delta_net", "resolve",
+           "IMPLEMENTATIONS", "DeltaRNNState", "DeltaLSTMState", "RDNState"]

@@ -1,0 +1,221 @@
+"""Step-by-step references of every fast weight update: the ground truth.
+
+Each function is a plain loop over time that reads like the paper's equations; autograd
+differentiates it, so gradients reach every input and the initial state. Every fast path
+(chunked, compiled C++, Triton) is tested equal to the function of the same name here.
+
+Conventions shared by all ops (see ``rfwp.ops`` for the public, dispatching entry points):
+  * q, k, v: (batch, heads, length, dim); beta: (batch, heads, length).
+  * a fast weight W has shape (batch, heads, d_value, d_key), the paper's W (v ⊗ k is v kᵀ).
+  * ``state`` is the carried state at the start of the sequence (zeros when None) and the
+    returned state is the one after the last step, so a sequence split in two pieces, the
+    second started from the first's state, gives the same outputs as the whole.
+  * ``reset``: optional bool (batch, length); where True the whole state is zeroed before
+    that step, so several episodes or documents can share one row without padding.
+  * feature maps (ELU+1, DPFP, ...) and sum normalisation are applied by the caller
+    (``rfwp.feature_maps``), except inside recurrences where they depend on the previous
+    output (Recurrent Delta Net), where the op applies them and names them as an argument.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+
+class DeltaRNNState(NamedTuple):
+    W: Tensor  # (B, H, d_value, d_key) feedforward fast weight, Eq. 12
+    R: Tensor  # (B, H, d_value, d_value) recurrent fast weight, Eq. 12
+    y: Tensor  # (B, H, d_value) previous output y^(i-1)
+
+
+class DeltaLSTMState(NamedTuple):
+    W: Tensor  # (B, H, 3, d_value, d_key) fast weights W, W_f, W_o (gates u, f, o)
+    R: Tensor  # (B, H, 3, d_value, d_value) recurrent fast weights R, R_f, R_o
+    c: Tensor  # (B, H, d_value) cell
+    y: Tensor  # (B, H, d_value) previous output
+
+
+class RDNState(NamedTuple):
+    W: Tensor  # (B, H, d_value, d_key) fast weight
+    y: Tensor  # (B, H, d_value) previous output y^(i-1), fed back by Eqs. 15-18
+
+
+def keep_mask(reset: Tensor | None, t: int, like: Tensor) -> Tensor | None:
+    """1 where the state survives into step t, 0 where ``reset`` zeroes it; shaped to broadcast."""
+    if reset is None:
+        return None
+    keep = (~reset[:, t]).to(like.dtype)
+    return keep.view(-1, *([1] * (like.dim() - 1)))
+
+
+def apply_reset(state, reset: Tensor | None, t: int):
+    """Zero every tensor of ``state`` (a tensor or NamedTuple) in the rows reset before step t."""
+    if reset is None:
+        return state
+    if isinstance(state, Tensor):
+        return state * keep_mask(reset, t, state)
+    return type(state)(*(s * keep_mask(reset, t, s) for s in state))
+
+
+def outer(a: Tensor, b: Tensor) -> Tensor:
+    """a ⊗ b = a bᵀ over the last dimension, batched."""
+    return a.unsqueeze(-1) * b.unsqueeze(-2)
+
+
+def matvec(W: Tensor, x: Tensor) -> Tensor:
+    return (W @ x.unsqueeze(-1)).squeeze(-1)
+
+
+def delta_update(W: Tensor, k: Tensor, v: Tensor, beta: Tensor) -> Tensor:
+    """ICML Eqs. 20-24 / RFWP Eqs. 8-10: v̄ = W k;  W ← W + β (v − v̄) ⊗ k."""
+    v_bar = matvec(W, k)
+    return W + outer(beta.unsqueeze(-1) * (v - v_bar), k)
+
+
+def sum_rule(q: Tensor, k: Tensor, v: Tensor, state: Tensor | None = None, reset: Tensor | None = None):
+    """Linear Transformer, RFWP Eqs. 6-7: W_t = W_{t-1} + v_t ⊗ k_t;  y_t = W_t q_t."""
+    B, H, L, _ = k.shape
+    W = k.new_zeros(B, H, v.shape[-1], k.shape[-1]) if state is None else state
+    out = []
+    for t in range(L):
+        W = apply_reset(W, reset, t)
+        W = W + outer(v[:, :, t], k[:, :, t])
+        out.append(matvec(W, q[:, :, t]))
+    return torch.stack(out, dim=2), W
+
+
+def delta_rule(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, state: Tensor | None = None,
+               reset: Tensor | None = None):
+    """Delta Net, RFWP Eqs. 8-10: W_t = W_{t-1} + β_t (v_t − W_{t-1} k_t) ⊗ k_t;  y_t = W_t q_t."""
+    B, H, L, _ = k.shape
+    W = k.new_zeros(B, H, v.shape[-1], k.shape[-1]) if state is None else state
+    out = []
+    for t in range(L):
+        W = apply_reset(W, reset, t)
+        W = delta_update(W, k[:, :, t], v[:, :, t], beta[:, :, t])
+        out.append(matvec(W, q[:, :, t]))
+    return torch.stack(out, dim=2), W
+
+
+def delta_rnn(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, rk: Tensor, rv: Tensor, rbeta: Tensor,
+              state: DeltaRNNState | None = None, reset: Tensor | None = None, version: str = "B"):
+    """Delta RNN (RFWP Sec. 3.1). W and R are both programmed by the delta rule (Eq. 8);
+    R's key ``rk``, value ``rv`` and rate ``rbeta`` come from the slow net like k, v, beta
+    (``rk`` must already be a valid key: the authors use a softmax, original-code.md §3).
+
+      version "B" (Eq. 12, Table 1):  y_t = W_t q_t + R_t softmax(y_{t-1})
+      version "A" (Eq. 19, Table 4):  y_t = softmax(W_t q_t + R_t y_{t-1})
+    with y_0 = 0. Shapes: rk, rv (B, H, L, d_value); rbeta (B, H, L).
+    """
+    if version not in ("A", "B"):
+        raise ValueError(f"Delta RNN version must be 'A' (Eq. 19) or 'B' (Eq. 12), got {version!r}")
+    B, H, L, dk = k.shape
+    dv = v.shape[-1]
+    if state is None:
+        state = DeltaRNNState(k.new_zeros(B, H, dv, dk), k.new_zeros(B, H, dv, dv), k.new_zeros(B, H, dv))
+    W, R, y = state
+    out = []
+    for t in range(L):
+        W, R, y = apply_reset(DeltaRNNState(W, R, y), reset, t)
+        W = delta_update(W, k[:, :, t], v[:, :, t], beta[:, :, t])
+        R = delta_update(R, rk[:, :, t], rv[:, :, t], rbeta[:, :, t])
+        if version == "B":
+            y = matvec(W, q[:, :, t]) + matvec(R, torch.softmax(y, dim=-1))
+        else:
+            y = torch.softmax(matvec(W, q[:, :, t]) + matvec(R, y), dim=-1)
+        out.append(y)
+    return torch.stack(out, dim=2), DeltaRNNState(W, R, y)
+
+
+DELTA_LSTM_VERSIONS = ("A", "B", "C", "D")
+
+
+def delta_lstm(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, rk: Tensor, rv: Tensor, rbeta: Tensor,
+               state: DeltaLSTMState | None = None, reset: Tensor | None = None, version: str = "D"):
+    """Delta LSTM (RFWP Appendix A.2, Eqs. 20-40): six fast weights, each programmed by the delta rule.
+
+    Axis 2 of every input indexes the gate g ∈ (u, f, o): q, k, v (B, H, 3, L, d), beta (B, H, 3, L);
+    rk, rv (B, H, 3, L, d_value), rbeta (B, H, 3, L). Each gate has its own slow-net query, as in
+    the authors' code (three Delta Nets); the paper's equations share one q, which is the special
+    case of equal queries. With z_g = W_g q_g and s = f(y_{t-1}) (f = softmax; identity in A):
+
+      A: u = σ(z_u + R_u y),    y_t = softmax(c_t ⊙ o)                  (Eqs. 20-24)
+      B: u = σ(z_u + R_u s),    y_t = c_t ⊙ o                           (Eqs. 25-29)
+      C: u = σ(z_u + R_u s),    y_t = c_t ⊙ o + z_u                     (Eqs. 30-35)
+      D: u = z_u + R_u s,       y_t = c_t ⊙ o                           (Eqs. 36-40, Table 1)
+    and in all versions f = σ(z_f + R_f s), o = σ(z_o + R_o s), c_t = f ⊙ c_{t-1} + (1 − f) ⊙ u.
+    """
+    if version not in DELTA_LSTM_VERSIONS:
+        raise ValueError(f"Delta LSTM version must be one of {DELTA_LSTM_VERSIONS}, got {version!r}")
+    B, H, G, L, dk = k.shape
+    dv = v.shape[-1]
+    if G != 3:
+        raise ValueError(f"Delta LSTM inputs need 3 gates (u, f, o) on axis 2, got {G}")
+    if state is None:
+        state = DeltaLSTMState(k.new_zeros(B, H, 3, dv, dk), k.new_zeros(B, H, 3, dv, dv),
+                               k.new_zeros(B, H, dv), k.new_zeros(B, H, dv))
+    W, R, c, y = state
+    out = []
+    for t in range(L):
+        W, R, c, y = apply_reset(DeltaLSTMState(W, R, c, y), reset, t)
+        W = delta_update(W, k[:, :, :, t], v[:, :, :, t], beta[:, :, :, t])
+        R = delta_update(R, rk[:, :, :, t], rv[:, :, :, t], rbeta[:, :, :, t])
+        s = y if version == "A" else torch.softmax(y, dim=-1)
+        z = matvec(W, q[:, :, :, t])                       # (B, H, 3, dv): z_u, z_f, z_o
+        pre = z + matvec(R, s.unsqueeze(2))
+        u = pre[:, :, 0] if version == "D" else torch.sigmoid(pre[:, :, 0])
+        f, o = torch.sigmoid(pre[:, :, 1]), torch.sigmoid(pre[:, :, 2])
+        c = f * c + (1 - f) * u
+        y = c * o
+        if version == "A":
+            y = torch.softmax(y, dim=-1)
+        elif version == "C":
+            y = y + z[:, :, 0]
+        out.append(y)
+    return torch.stack(out, dim=2), DeltaLSTMState(W, R, c, y)
+
+
+RDN_KEY_MAPS = ("softmax", "elu_sum")
+
+
+def rdn_feature_map(x: Tensor, key_map: str) -> Tensor:
+    """φ for the RDN's keys and queries: softmax (authors' code) or ELU+1 then sum normalisation."""
+    if key_map == "softmax":
+        return torch.softmax(x, dim=-1)
+    phi = torch.nn.functional.elu(x) + 1
+    return phi / phi.sum(-1, keepdim=True)
+
+
+def recurrent_delta_net(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, Rq: Tensor, Rk: Tensor, Rv: Tensor,
+                        rbeta: Tensor, state: RDNState | None = None, reset: Tensor | None = None,
+                        key_map: str = "softmax"):
+    """Recurrent Delta Net (RFWP Sec. 3.2, Eqs. 15-18): the slow net also reads tanh(y_{t-1}).
+
+    q, k, v, beta are the feed-forward parts W_q x, W_k x, W_v x, W_β x (before φ and σ);
+    Rq, Rk (H, d_key, d_value), Rv (H, d_value, d_value) and rbeta (H, d_value) are the slow
+    recurrent weights R_q, R_k, R_v, R_β. With h = tanh(y_{t-1}):
+        q_t = φ(W_q x + R_q h),  k_t = φ(W_k x + R_k h),  v_t = W_v x + R_v h,
+        β_t = σ(W_β x + R_β h),  W_t = W_{t-1} + β_t (v_t − W_{t-1} k_t) ⊗ k_t,  y_t = W_t q_t.
+    φ is ``key_map``: "softmax" as in the authors' code, or "elu_sum" (ELU+1, sum-normalised).
+    """
+    if key_map not in RDN_KEY_MAPS:
+        raise ValueError(f"RDN key_map must be one of {RDN_KEY_MAPS}, got {key_map!r}")
+    B, H, L, dk = k.shape
+    dv = v.shape[-1]
+    if state is None:
+        state = RDNState(k.new_zeros(B, H, dv, dk), k.new_zeros(B, H, dv))
+    W, y = state
+    out = []
+    for t in range(L):
+        W, y = apply_reset(RDNState(W, y), reset, t)
+        h = torch.tanh(y)
+        q_t = rdn_feature_map(q[:, :, t] + matvec(Rq, h), key_map)
+        k_t = rdn_feature_map(k[:, :, t] + matvec(Rk, h), key_map)
+        v_t = v[:, :, t] + matvec(Rv, h)
+        beta_t = torch.sigmoid(beta[:, :, t] + (rbeta * h).sum(-1))
+        W = delta_update(W, k_t, v_t, beta_t)
+        y = matvec(W, q_t)
+        out.append(y)
+    return torch.stack(out, dim=2), RDNState(W, y)
