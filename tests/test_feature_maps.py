@@ -1,0 +1,82 @@
+"""Feature maps of ICML Sec. 5 against their defining properties."""
+import math
+
+import pytest
+import torch
+
+from rfwp.feature_maps import FeatureMap, dpfp, elu_plus_one, favor_plus, orthogonal_gaussian
+
+
+def test_elu_plus_one_is_positive_and_keeps_the_dimension():
+    x = torch.linspace(-20, 20, 101, dtype=torch.float64).view(-1, 1)
+    phi = elu_plus_one(x)
+    assert phi.shape == x.shape and (phi > 0).all()
+    torch.testing.assert_close(phi[x > 0], x[x > 0] + 1)
+
+
+def test_dpfp_partial_functions_in_2d_are_the_four_quadrants():
+    """ICML Eqs. 33-36: one non-zero feature per quadrant, so points of different quadrants are orthogonal."""
+    points = torch.tensor([[1.0, 2.0], [-1.0, 2.0], [1.0, -2.0], [-1.0, -2.0]])
+    phi = dpfp(points, nu=1)
+    assert phi.shape == (4, 4)
+    assert ((phi > 0).sum(-1) == 1).all()
+    gram = phi @ phi.T
+    torch.testing.assert_close(gram - torch.diag(gram.diag()), torch.zeros(4, 4))
+
+
+@pytest.mark.parametrize("d, nu", [(3, 1), (8, 2), (16, 3)])
+def test_dpfp_dimension_is_2_d_nu(d, nu):
+    assert dpfp(torch.randn(5, d), nu).shape == (5, 2 * d * nu)
+    assert FeatureMap("dpfp", d_key=d, nu=nu).d_dot == 2 * d * nu
+
+
+def test_dpfp_rejects_nu_out_of_range():
+    with pytest.raises(ValueError, match="nu"):
+        FeatureMap("dpfp", d_key=4, nu=8)
+
+
+def test_orthogonal_features_are_orthogonal_within_a_block():
+    w = orthogonal_gaussian(8, 8, torch.Generator().manual_seed(0), dtype=torch.float64)
+    gram = w @ w.T
+    torch.testing.assert_close(gram - torch.diag(gram.diag()), torch.zeros(8, 8, dtype=torch.float64))
+
+
+def test_favor_plus_is_an_unbiased_softmax_kernel_estimate():
+    """E[φ(x)·φ(y)] = exp(x·y) (Choromanski et al., 2021); checked with many random features."""
+    g = torch.Generator().manual_seed(0)
+    x, y = 0.3 * torch.randn(2, 4, generator=g, dtype=torch.float64)
+    feats = orthogonal_gaussian(200_000, 4, g, dtype=torch.float64)
+    estimate = favor_plus(x, feats) @ favor_plus(y, feats)
+    assert math.isclose(estimate.item(), math.exp(x @ y), rel_tol=0.02)
+
+
+def test_favor_redraws_in_training_and_is_fixed_in_eval():
+    phi = FeatureMap("favor", d_key=4, m=8)
+    x = torch.randn(3, 4)
+    phi.train()
+    a, b = phi(x), phi(x)
+    assert not torch.allclose(a, b)
+    phi.eval()
+    torch.testing.assert_close(phi(x), phi(x))
+
+
+def test_queries_and_keys_share_one_favor_draw():
+    phi = FeatureMap("favor", d_key=4, m=8, normalisation="none").train()
+    x = torch.randn(3, 4)
+    fq, fk = phi(x, x)
+    torch.testing.assert_close(fq, fk)
+
+
+@pytest.mark.parametrize("name", ["elu", "dpfp", "favor", "softmax"])
+def test_sum_normalisation_makes_components_sum_to_one(name):
+    phi = FeatureMap(name, d_key=6, nu=2, m=5, normalisation="sum")
+    torch.testing.assert_close(phi(torch.randn(7, 6)).sum(-1), torch.ones(7))
+
+
+def test_unknown_names_and_wrong_sizes_raise():
+    with pytest.raises(ValueError, match="unknown feature map"):
+        FeatureMap("relu")
+    with pytest.raises(ValueError, match="unknown normalisation"):
+        FeatureMap("elu", normalisation="layer")
+    with pytest.raises(ValueError, match="d_key=6"):
+        FeatureMap("elu", d_key=6)(torch.randn(2, 5))

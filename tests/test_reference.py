@@ -1,0 +1,99 @@
+"""Closed forms and invariants of the step-by-step references and of the public dispatch."""
+import pytest
+import torch
+
+from oracle import make_inputs
+from rfwp import ops
+from rfwp.ops import reference
+
+
+def test_softmax_free_attention_is_the_sum_rule():
+    """ICML Sec. 3.1, Eq. 8: y_i = V_i (K_iᵀ q_i) = (Σ_{j≤i} v_j ⊗ k_j) q_i."""
+    g = torch.Generator().manual_seed(0)
+    q, k = torch.randn(2, 3, 2, 9, 5, generator=g, dtype=torch.float64).unbind(0)
+    v = torch.randn(3, 2, 9, 4, generator=g, dtype=torch.float64)
+    scores = (q @ k.transpose(-1, -2)).tril()                  # causal K_iᵀ q_i, no softmax
+    out, W = reference.sum_rule(q, k, v)
+    torch.testing.assert_close(out, scores @ v)
+    torch.testing.assert_close(W, v.transpose(-1, -2) @ k)     # W_L = Σ v_j ⊗ k_j (ICML Eq. 9)
+
+
+def test_delta_rule_with_unit_beta_and_orthonormal_keys_retrieves_the_last_value():
+    """With β = 1 and orthonormal keys, W k_j is the value last written for k_j (the sum rule adds them up)."""
+    d, L = 6, 15
+    g = torch.Generator().manual_seed(1)
+    basis = torch.linalg.qr(torch.randn(d, d, generator=g, dtype=torch.float64))[0].T
+    which = torch.randint(0, d, (L,), generator=g)
+    k = basis[which].view(1, 1, L, d)
+    v = torch.randn(1, 1, L, 3, generator=g, dtype=torch.float64)
+    _, W = reference.delta_rule(k, k, v, torch.ones(1, 1, L, dtype=torch.float64))
+    for key in which.unique():
+        last = (which == key).nonzero().max()
+        torch.testing.assert_close(W[0, 0] @ basis[key], v[0, 0, last])
+
+
+def split_in_time(op, kwargs, t):
+    """The per-step inputs of ``op`` cut at step t; slow weights and the state are not cut."""
+    first, second = {}, {}
+    for name, value in kwargs.items():
+        if name == "state" or name in ("Rq", "Rk", "Rv") or (op == "recurrent_delta_net" and name == "rbeta"):
+            continue
+        axis = 1 if name == "reset" else 3 if op == "delta_lstm" else 2
+        first[name] = value.narrow(axis, 0, t)
+        second[name] = value.narrow(axis, t, value.shape[axis] - t)
+    slow = {n: kwargs[n] for n in ("Rq", "Rk", "Rv", "rbeta") if op == "recurrent_delta_net"}
+    return {**first, **slow}, {**second, **slow}
+
+
+@pytest.mark.parametrize("op", ["sum_rule", "delta_rule", "delta_rnn", "delta_lstm", "recurrent_delta_net"])
+def test_split_sequence_equals_whole(op):
+    kw = make_inputs(op, 2, 2, 12, 4, 5, seed=3)
+    fn = getattr(reference, op)
+    out, state = fn(**kw)
+    first, second = split_in_time(op, kw, 5)
+    out1, mid = fn(**first, state=kw["state"])
+    out2, end = fn(**second, state=mid)
+    torch.testing.assert_close(torch.cat([out1, out2], dim=2), out)
+    for a, b in zip(end if isinstance(end, tuple) else (end,), state if isinstance(state, tuple) else (state,)):
+        torch.testing.assert_close(a, b)
+
+
+def test_reset_equals_starting_fresh():
+    """A reset before step t makes steps t.. identical to a new sequence started from zero state."""
+    kw = make_inputs("delta_rnn", 1, 2, 10, 3, 3, seed=4, reset_prob=0)
+    reset = torch.zeros(1, 10, dtype=torch.bool)
+    reset[0, 6] = True
+    out, _ = reference.delta_rnn(**kw, reset=reset)
+    tail = {n: (v[:, :, 6:] if n not in ("state",) else None) for n, v in kw.items()}
+    fresh, _ = reference.delta_rnn(**tail)
+    torch.testing.assert_close(out[:, :, 6:], fresh)
+
+
+def test_gradient_reaches_the_initial_state():
+    kw = make_inputs("delta_rule", 1, 1, 4, 3, 3, seed=5)
+    out, W = reference.delta_rule(**kw)
+    (g,) = torch.autograd.grad(out.sum() + W.sum(), kw["state"])
+    assert g.abs().sum() > 0
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(beta=torch.rand(2, 3, 7, 1)), "beta has shape"),
+    (dict(v=torch.rand(2, 3, 6, 4)), "v has shape"),
+    (dict(q=torch.rand(2, 3, 7, 6)), "q has shape"),
+    (dict(reset=torch.zeros(2, 6, dtype=torch.bool)), "reset has shape"),
+    (dict(reset=torch.zeros(2, 7)), "reset must be a bool"),
+    (dict(k=torch.rand(2, 7, 5)), "permute"),
+])
+def test_bad_shapes_raise_one_clear_error(bad, message):
+    kw = dict(q=torch.rand(2, 3, 7, 5), k=torch.rand(2, 3, 7, 5), v=torch.rand(2, 3, 7, 4), beta=torch.rand(2, 3, 7))
+    kw.update(bad)
+    with pytest.raises(ValueError, match=message):
+        ops.delta_rule(**kw)
+
+
+def test_unknown_implementation_and_version_raise():
+    kw = make_inputs("delta_rnn", 1, 1, 3, 2, 2, with_state=False, reset_prob=0)
+    with pytest.raises(ValueError, match="unknown implementation"):
+        ops.delta_rnn(**kw, implementation="cuda")
+    with pytest.raises(ValueError, match="version must be"):
+        ops.delta_rnn(**kw, version="C", implementation="reference")
