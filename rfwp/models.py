@@ -1,0 +1,328 @@
+"""Whole models by the paper's names, their configuration, and the paper's configurations.
+
+    model = build_model("delta_rnn", replace(CODE_EXECUTION, vocab_size=24, n_outputs=25))
+    logits, state = model(tokens)                    # tokens (batch, length)
+    logits, state = model(more_tokens, state=state)  # continues exactly where the first call stopped
+
+Every model has forward(x, state=None, reset=None) -> (logits, state): x is token ids (batch, length)
+when the config has ``vocab_size``, float features (batch, length, d_input) when it has ``d_input``;
+``reset`` (batch, length) bool zeroes the state before the steps where it is True.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from .feature_maps import FEATURE_MAPS, NORMALISATIONS
+from .layers import (KEY_MAPS, Block, DeltaDeltaNetLayer, DeltaLSTMLayer, DeltaMLPLayer, DeltaNetLayer,
+                     DeltaRNNLayer, FeatureMapConfig, FeedForward, LinearTransformerLayer, RecurrentDeltaNetLayer,
+                     SoftmaxAttention, check_reset)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    d_model: int = 128
+    n_layers: int = 2
+    n_heads: int = 4
+    d_head: int | None = None            # None: d_model // n_heads
+    d_ff: int = 512
+    dropout: float = 0.1
+    # inputs and outputs: token ids (vocab_size) or float features (d_input)
+    vocab_size: int | None = None
+    d_input: int | None = None
+    n_outputs: int | None = None         # None: vocab_size (language modelling)
+    tie_embeddings: bool = False         # output weights = input embedding (needs n_outputs = vocab_size)
+    # φ for queries and keys of the fast weight layers (not the RDN: see key_map)
+    feature_map: str = "elu"
+    nu: int = 1                          # DPFP ν
+    m: int = 64                          # FAVOR+ random features
+    normalisation: str = "sum"           # "sum" (ICML Eq. 29), "attention" (Eqs. 26-28), "none"
+    output_scale: float = 1.0            # 1/√d_head in the authors' LM code, 1 elsewhere
+    version: str | None = None           # Delta RNN A/B, Delta LSTM A-D, Delta MLP A/B; None: Table 1's
+    recurrent_key_map: str = "softmax"   # keys of the Delta RNN/LSTM recurrent fast weights
+    key_map: str = "softmax"             # RDN's φ (Eqs. 15-18)
+    positional_encoding: bool | None = None  # sinusoidal, in SequenceModel; None: Transformer only (RFWP App. B.1)
+    memory: int | None = None            # softmax attention span in past steps; None: unlimited
+    lstm_hidden: int = 256               # the LSTM baseline (Tables 2-3: one layer of 256)
+    lstm_layers: int = 1
+    lstm_embedding: int | None = None    # LSTM input size; None: d_model
+    implementation: str | None = None    # rfwp.ops path: None (fastest available), "reference", ...
+
+    def __post_init__(self):
+        for field, value, choices in (("feature_map", self.feature_map, FEATURE_MAPS),
+                                      ("normalisation", self.normalisation, NORMALISATIONS),
+                                      ("recurrent_key_map", self.recurrent_key_map, KEY_MAPS),
+                                      ("key_map", self.key_map, KEY_MAPS)):
+            if value not in choices:
+                raise ValueError(f"unknown {field} {value!r}; choose one of {choices}")
+        if self.vocab_size is not None and self.d_input is not None:
+            raise ValueError("set either vocab_size (token inputs) or d_input (float features), not both")
+        if self.d_head is None and self.d_model % self.n_heads:
+            raise ValueError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}; set d_head")
+
+    @property
+    def head_size(self) -> int:
+        return self.d_head or self.d_model // self.n_heads
+
+    @property
+    def outputs(self) -> int:
+        return self.n_outputs or self.vocab_size
+
+    @property
+    def phi(self) -> FeatureMapConfig:
+        return FeatureMapConfig(self.feature_map, self.nu, self.m, self.normalisation)
+
+    def check_io(self) -> None:
+        """Building a model needs its input and output sizes, which the named paper configs leave open."""
+        if self.vocab_size is None and self.d_input is None:
+            raise ValueError("the config has neither vocab_size nor d_input; set one, e.g. "
+                             "dataclasses.replace(CODE_EXECUTION, vocab_size=24, n_outputs=25)")
+        if self.outputs is None:
+            raise ValueError("the config has no n_outputs; set it, e.g. dataclasses.replace(config, n_outputs=10)")
+        if self.tie_embeddings and (self.vocab_size is None or self.outputs != self.vocab_size):
+            raise ValueError("tie_embeddings needs token inputs with n_outputs equal to vocab_size")
+
+
+# ----------------------------------------------------------------------------------------------
+# The paper's configurations
+
+# RFWP Sec. 4.2 and Appendix B: code execution and sequential ListOps (same architecture);
+# the LSTM baseline has one layer of 256 and an input embedding of 128 (405 K parameters).
+CODE_EXECUTION = ModelConfig(d_model=256, n_layers=4, n_heads=16, d_ff=1024, dropout=0.1,
+                             lstm_hidden=256, lstm_layers=1, lstm_embedding=128)
+LISTOPS = replace(CODE_EXECUTION)
+# RFWP Appendix A.1: WikiText-103 "small" setting; tied input/output embedding; positions for every
+# model and output × 1/√d_head as in the authors' LM code (original-code.md §3, §6).
+LM_SMALL = ModelConfig(d_model=128, n_layers=16, n_heads=8, d_ff=2048, dropout=0.1, tie_embeddings=True,
+                       output_scale=1 / math.sqrt(128 // 8), positional_encoding=True)
+# RFWP Sec. 4.4 and original-code.md §5: the fast weight core replacing the LSTM(256) of IMPALA's large
+# net (the ResNet features plus clipped reward, 257 numbers per step, are the d_input). ATARI_LARGE's
+# d_ff is not stated in the paper; 4 × d_model as in the small one.
+ATARI_SMALL = ModelConfig(d_model=128, n_layers=2, n_heads=4, d_ff=512, dropout=0.0, lstm_hidden=256)
+ATARI_LARGE = ModelConfig(d_model=256, n_layers=4, n_heads=8, d_ff=1024, dropout=0.0, lstm_hidden=256)
+
+
+# ----------------------------------------------------------------------------------------------
+# Models
+
+class InputLayer(nn.Module):
+    """Token ids (batch, length) through an embedding, or float features (batch, length, d_input) through a Linear."""
+
+    def __init__(self, config: ModelConfig, d_out: int):
+        super().__init__()
+        self.tokens = config.vocab_size is not None
+        self.d_input = config.d_input
+        self.embed = nn.Embedding(config.vocab_size, d_out) if self.tokens else nn.Linear(config.d_input, d_out)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.tokens and (x.dim() != 2 or x.is_floating_point()):
+            raise ValueError(f"this model reads token ids, a long tensor (batch, length); got {x.dtype} of shape "
+                             f"{tuple(x.shape)}. For float features build it with d_input instead of vocab_size")
+        if not self.tokens and (x.dim() != 3 or x.shape[-1] != self.d_input or not x.is_floating_point()):
+            raise ValueError(f"this model reads float features (batch, length, d_input={self.d_input}); got "
+                             f"{x.dtype} of shape {tuple(x.shape)}. Add the feature axis (x.unsqueeze(-1) if "
+                             f"d_input is 1), or build the model with vocab_size for token ids")
+        return self.embed(x)
+
+
+def sinusoidal_encoding(position: Tensor, d_model: int, dtype: torch.dtype) -> Tensor:
+    """Vaswani et al. (2017) Sec. 3.5: PE(p, 2i) = sin(p / 10000^{2i/d}), PE(p, 2i+1) = cos(p / 10000^{2i/d})."""
+    i = torch.arange(0, d_model, 2, device=position.device, dtype=dtype)
+    angle = position.unsqueeze(-1).to(dtype) / 10000 ** (i / d_model)
+    return torch.stack([angle.sin(), angle.cos()], dim=-1).flatten(-2)[..., :d_model]
+
+
+def segment_positions(start: Tensor, reset: Tensor | None, length: int) -> Tensor:
+    """Position of each step within its segment (batch, length): start + t, or t − (last reset ≤ t)."""
+    t = torch.arange(length, device=start.device)
+    if reset is None:
+        return start[:, None] + t
+    last = torch.where(reset, t, -1).cummax(dim=1).values
+    return torch.where(last >= 0, t - last, start[:, None] + t)
+
+
+def make_layer(name: str, c: ModelConfig) -> nn.Module:
+    """The sequence-mixing layer of the model ``name``."""
+    heads = dict(d_model=c.d_model, n_heads=c.n_heads, d_head=c.head_size, dropout=c.dropout)
+    if name == "transformer":
+        return SoftmaxAttention(**heads, memory=c.memory)
+    heads.update(output_scale=c.output_scale, implementation=c.implementation)
+    if name == "recurrent_delta_net":
+        return RecurrentDeltaNetLayer(**heads, key_map=c.key_map)
+    heads["phi"] = c.phi
+    version = c.version or TABLE1_VERSIONS.get(name)
+    if name == "linear_transformer":
+        return LinearTransformerLayer(**heads)
+    if name == "delta_net":
+        return DeltaNetLayer(**heads)
+    if name == "delta_delta_net":
+        return DeltaDeltaNetLayer(**heads)
+    if name == "delta_rnn":
+        return DeltaRNNLayer(**heads, version=version, recurrent_key_map=c.recurrent_key_map)
+    if name == "delta_lstm":
+        return DeltaLSTMLayer(**heads, version=version, recurrent_key_map=c.recurrent_key_map)
+    if name == "delta_mlp":
+        if version not in DELTA_MLP_FAST_LAYERS:
+            raise ValueError(f"Delta MLP version must be 'A' (4 fast layers) or 'B' (2), Table 4; got {version!r}")
+        return DeltaMLPLayer(**heads, fast_layers=DELTA_MLP_FAST_LAYERS[version])
+    raise ValueError(f"{name!r} has no sequence-mixing layer; choose one of {SEQUENCE_MODELS}")
+
+
+class SequenceState(NamedTuple):
+    layers: list      # one state per block, each as its layer returns it
+    position: Tensor  # (batch,) steps since the last reset: the positional encoding's offset
+
+
+class SequenceModel(nn.Module):
+    """Input → optional sinusoidal positions → N pre-LN blocks (layer ``name`` + feed-forward) → LN → Linear.
+    State: SequenceState(layers, position)."""
+
+    def __init__(self, config: ModelConfig, name: str):
+        super().__init__()
+        c = config
+        self.positional_encoding = c.positional_encoding if c.positional_encoding is not None else name == "transformer"
+        self.input = InputLayer(c, c.d_model)
+        self.drop = nn.Dropout(c.dropout)
+        self.blocks = nn.ModuleList(Block(make_layer(name, c), c.d_model, c.d_ff, c.dropout) for _ in range(c.n_layers))
+        self.norm = nn.LayerNorm(c.d_model)
+        self.head = nn.Linear(c.d_model, c.outputs)
+        if c.tie_embeddings:
+            self.head.weight = self.input.embed.weight
+
+    def forward(self, x: Tensor, state: SequenceState | None = None, reset: Tensor | None = None):
+        h = self.input(x)
+        B, L, d = h.shape
+        check_reset(reset, B, L)
+        if state is None:
+            state = SequenceState([None] * len(self.blocks), torch.zeros(B, dtype=torch.long, device=h.device))
+        position = segment_positions(state.position, reset, L)
+        if self.positional_encoding:
+            h = h + sinusoidal_encoding(position, d, h.dtype)
+        h = self.drop(h)
+        layer_states = []
+        for block, layer_state in zip(self.blocks, state.layers, strict=True):
+            h, layer_state = block(h, layer_state, reset)
+            layer_states.append(layer_state)
+        return self.head(self.norm(h)), SequenceState(layer_states, position[:, -1] + 1)
+
+
+class LSTMModel(nn.Module):
+    """LSTM baseline (RFWP Tables 2-3): input → nn.LSTM → Linear. State (h, c) as in nn.LSTM."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        c = config
+        d_in = c.lstm_embedding or c.d_model
+        self.input = InputLayer(c, d_in)
+        self.drop = nn.Dropout(c.dropout)
+        self.lstm = nn.LSTM(d_in, c.lstm_hidden, c.lstm_layers, batch_first=True,
+                            dropout=c.dropout if c.lstm_layers > 1 else 0.0)
+        self.head = nn.Linear(c.lstm_hidden, c.outputs)
+
+    def forward(self, x: Tensor, state: tuple[Tensor, Tensor] | None = None, reset: Tensor | None = None):
+        h = self.drop(self.input(x))
+        B, L, _ = h.shape
+        check_reset(reset, B, L)
+        if reset is None:
+            out, state = self.lstm(h, state)
+        else:
+            # nn.LSTM cannot zero its state mid-sequence: run it piece by piece, cut wherever a row resets
+            cuts = sorted({0, L, *torch.nonzero(reset.any(0)).flatten().tolist()})
+            outs = []
+            for a, b in zip(cuts[:-1], cuts[1:]):
+                if state is not None:
+                    keep = (~reset[:, a]).to(h.dtype)[None, :, None]
+                    state = (state[0] * keep, state[1] * keep)
+                out, state = self.lstm(h[:, a:b], state)
+                outs.append(out)
+            out = torch.cat(outs, dim=1)
+        return self.head(self.drop(out)), state
+
+
+class FeedForwardModel(nn.Module):
+    """Feed-forward baseline: each step alone, no mixing across time (the Atari baseline of RFWP
+    Appendix C): input → N pre-LN residual feed-forward blocks → LN → Linear. State: always None."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        c = config
+        self.input = InputLayer(c, c.d_model)
+        self.drop = nn.Dropout(c.dropout)
+        self.blocks = nn.ModuleList(nn.Sequential(nn.LayerNorm(c.d_model), FeedForward(c.d_model, c.d_ff, c.dropout))
+                                    for _ in range(c.n_layers))
+        self.norm = nn.LayerNorm(c.d_model)
+        self.head = nn.Linear(c.d_model, c.outputs)
+
+    def forward(self, x: Tensor, state: None = None, reset: Tensor | None = None):
+        h = self.drop(self.input(x))
+        check_reset(reset, h.shape[0], h.shape[1])
+        for block in self.blocks:
+            h = h + block(h)
+        return self.head(self.norm(h)), None
+
+
+# ----------------------------------------------------------------------------------------------
+# Registry
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str                    # as in RFWP Table 1
+    slow_net: str                # Table 1 columns: slow net, update rule, fast net
+    update: str
+    fast_net: str
+    full_name: str               # Appendix D nomenclature: "slow-net/update-rule fast fast-net"
+    table1_params: float | None  # Table 1 "#Prms" (millions, WikiText-103 small setting)
+    section: str                 # where the paper defines it
+
+
+MODELS = {
+    "transformer": ModelInfo("Transformer", "-", "-", "-", "-", 44.0, "baseline (softmax attention)"),
+    "linear_transformer": ModelInfo("Linear Transformer", "Feedforward", "sum", "Linear",
+                                    "Feedforward/Sum fast Linear Net", 44.0, "Sec. 2.2, Eqs. 5-7"),
+    "delta_net": ModelInfo("Delta Net", "Feedforward", "delta", "Linear",
+                           "Feedforward/Delta fast Linear Net", 44.0, "Sec. 2.2, Eqs. 8-10"),
+    "delta_mlp": ModelInfo("Delta MLP", "Feedforward", "delta", "Deep MLP",
+                           "Feedforward/Delta fast MLP", 44.3, "Sec. 3.1, Eqs. 13-14"),
+    "delta_delta_net": ModelInfo("Delta Delta Net", "Feedforward", "delta", "Delta Net",
+                                 "Feedforward/Delta fast Delta Net", 44.6, "Sec. 3.1"),
+    "delta_rnn": ModelInfo("Delta RNN", "Feedforward", "delta", "RNN",
+                           "Feedforward/Delta fast RNN", 44.6, "Sec. 3.1, Eq. 12"),
+    "delta_lstm": ModelInfo("Delta LSTM", "Feedforward", "delta", "LSTM",
+                            "Feedforward/Delta fast LSTM", 47.3, "Sec. 3.1, Appendix A.2"),
+    "recurrent_delta_net": ModelInfo("RDN", "Recurrent", "delta", "Linear",
+                                     "Recurrent/Delta fast Linear Net", 44.1, "Sec. 3.2, Eqs. 15-18"),
+    "lstm": ModelInfo("LSTM", "-", "-", "-", "-", None, "baseline (Tables 2-3)"),
+    "feedforward": ModelInfo("Feedforward", "-", "-", "-", "-", None, "baseline (Appendix C)"),
+}
+SEQUENCE_MODELS = tuple(name for name in MODELS if name not in ("lstm", "feedforward"))
+
+# The versions reported in Table 1 (Table 4 ablates the others), and the Delta MLP's fast depth.
+TABLE1_VERSIONS = {"delta_rnn": "B", "delta_lstm": "D", "delta_mlp": "B"}
+DELTA_MLP_FAST_LAYERS = {"A": 4, "B": 2}
+
+
+def build_model(name: str, config: ModelConfig) -> nn.Module:
+    """The model ``name`` (a key of MODELS: RFWP Table 1's rows and the LSTM/feed-forward baselines)."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of {tuple(MODELS)}")
+    config.check_io()
+    if name == "lstm":
+        return LSTMModel(config)
+    if name == "feedforward":
+        return FeedForwardModel(config)
+    return SequenceModel(config, name)
+
+
+def detach_state(state):
+    """The state with every tensor detached (truncated backpropagation through time across calls)."""
+    if isinstance(state, Tensor):
+        return state.detach()
+    if isinstance(state, tuple) and hasattr(state, "_fields"):
+        return type(state)(*(detach_state(s) for s in state))
+    if isinstance(state, (list, tuple)):
+        return type(state)(detach_state(s) for s in state)
+    return state
