@@ -16,8 +16,16 @@ $(VENV)/.installed: requirements.txt constraints.txt pyproject.toml
 
 venv: $(VENV)/.installed
 
-test: venv
+# The browser test drives Debian's chromium through Playwright (Playwright's own browser download is not reachable).
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	apt-get update && apt-get install -y chromium
+
+# Unit tests (the browser test included), then every notebook at its default smoke scale under nbval
+# (outputs are not compared, --nbval-lax; smoke runs write only under the git-ignored results/smoke/).
+test: venv $(CHROMIUM)
 	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --nbval-lax --nbval-current-env notebooks
 
 reproduce: venv
 	$(PY) -m rfwp.reproduce --scale $(SCALE) --jobs $(JOBS)

@@ -1,0 +1,244 @@
+"""Runs: a named config trained under a schedule, recorded as JSON under ``results/runs/``.
+
+    record = execute("background/capacity/linear_S100", config, make_trainer, Schedule(steps=..., eval_every=...),
+                     seed=0, scale="cpu")
+    record.final["loss"], record.best, record.history   # history: one DataFrame row per evaluation
+
+The record lives at ``<results_dir>/runs/<scale>/<name>/seed<seed>.json`` and is committed. A complete
+record with the same config hash is returned without training; a killed run resumes from its latest
+checkpoint in ``.cache/rfwp/checkpoints`` (git-ignored) and ends with the same numbers as an uninterrupted
+one, because the checkpoint holds everything the next step depends on: the trainer's state (model,
+optimiser, data generator, data position), the global torch RNG and the loop's own bookkeeping.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib.metadata
+import json
+import math
+import os
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+SCALES = ("smoke", "cpu", "paper")
+# Seeds a notebook uses when its ``seeds`` parameter is None.
+DEFAULT_SEEDS = {"smoke": (0,), "cpu": (0,), "paper": (0, 1, 2)}
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+_NAME = re.compile(r"[A-Za-z0-9_.=+-]+(/[A-Za-z0-9_.=+-]+)*")
+
+
+class Trainer(Protocol):
+    """One training run of a task. Everything needed to resume bit-for-bit is in state_dict():
+    model, optimiser, RNG states (torch.Generator of the data, the global torch RNG), data position.
+    (``execute`` also saves and restores the global torch RNG itself.)"""
+
+    def train_step(self, step: int) -> dict[str, float]: ...      # one optimiser step; returns e.g. {"loss": ...}
+
+    def evaluate(self) -> dict[str, float]: ...                    # e.g. {"loss": ..., "accuracy": ...}
+
+    def state_dict(self) -> dict: ...
+
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+@dataclass
+class Schedule:
+    steps: int                    # maximum number of optimiser steps
+    eval_every: int
+    checkpoint_every: int | None = None   # default: eval_every
+    monitor: str = "loss"         # metric of evaluate() used for early stopping and "best"
+    mode: str = "min"             # "min" or "max"
+    patience: int | None = None   # stop after this many evaluations without improvement
+    target: float | None = None   # stop once the monitored metric reaches this value
+
+    def __post_init__(self):
+        if self.steps < 1 or self.eval_every < 1 or (self.checkpoint_every is not None and self.checkpoint_every < 1):
+            raise ValueError(f"steps, eval_every and checkpoint_every must be positive integers, got {self}")
+        if self.mode not in ("min", "max"):
+            raise ValueError(f"Schedule.mode must be 'min' or 'max', got {self.mode!r}")
+
+    def better(self, a: float, b: float | None) -> bool:
+        """Whether metric value ``a`` improves on ``b`` (None: nothing to improve on yet; NaN: any number does)."""
+        if b is None or (math.isnan(b) and not math.isnan(a)):
+            return True
+        return a < b if self.mode == "min" else a > b
+
+    def reached(self, value: float) -> bool:
+        return self.target is not None and (value <= self.target if self.mode == "min" else value >= self.target)
+
+
+@dataclass
+class RunRecord:
+    """What a run leaves behind. ``history`` has one row per evaluation: step, wall_time (seconds since the
+    start of training, summed over resumptions), the evaluation metrics under their own names and the
+    training metrics averaged over the preceding interval as ``train_<name>``."""
+    name: str
+    config: dict
+    config_hash: str
+    seed: int
+    scale: str
+    schedule: dict
+    history: pd.DataFrame
+    final: dict[str, float]       # evaluation metrics at the last evaluation
+    best: dict[str, float]        # the evaluation row (with its step) that is best in schedule.monitor
+    steps_done: int
+    stopped: str                  # "steps", "patience" or "target"
+    wall_time: float
+    resumed_from: int | None      # the step a checkpoint restored, None for a run trained in one go
+    versions: dict[str, str]
+    status: str = "complete"
+    path: Path | None = field(default=None, compare=False)
+
+    def to_json(self) -> dict:
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "path"}
+        out["history"] = self.history.to_dict(orient="records")
+        return out
+
+    @classmethod
+    def load(cls, path: str | Path) -> RunRecord:
+        path = Path(path)
+        data = json.loads(path.read_text())
+        data["history"] = pd.DataFrame(data["history"])
+        return cls(**data, path=path)
+
+
+def default_results_dir(scale: str) -> Path:
+    """``results/`` for cpu and paper; ``results/smoke/`` (git-ignored) so smoke runs never touch committed results."""
+    check_scale(scale)
+    return REPO_ROOT / "results" / "smoke" if scale == "smoke" else REPO_ROOT / "results"
+
+
+def check_scale(scale: str) -> None:
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
+
+
+def record_path(name: str, seed: int, scale: str, results_dir: Path | None = None) -> Path:
+    check_scale(scale)
+    if not _NAME.fullmatch(name) or any(part in (".", "..") for part in name.split("/")):
+        raise ValueError(f"run name {name!r} must be '/'-separated parts of letters, digits and _.=+- "
+                         f"(e.g. 'background/capacity/linear_S100')")
+    root = Path(results_dir) if results_dir is not None else default_results_dir(scale)
+    return root / "runs" / scale / name / f"seed{seed}.json"
+
+
+def config_hash(config, schedule: Schedule) -> str:
+    """Hash of the config and the schedule: changing either makes a different run."""
+    if not dataclasses.is_dataclass(config) or isinstance(config, type):
+        raise TypeError(f"config must be a dataclass instance, got {type(config).__name__}")
+    text = json.dumps({"config": asdict(config), "schedule": asdict(schedule)}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _versions() -> dict[str, str]:
+    try:
+        rfwp_version = importlib.metadata.version("rfwp")
+    except importlib.metadata.PackageNotFoundError:
+        rfwp_version = "unknown"
+    return {"rfwp": rfwp_version, "torch": torch.__version__}
+
+
+def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def _dumps(data: dict) -> str:
+    """JSON with one line per history row, so a record reads (and diffs) as a table.
+    NaN is allowed: a diverged run's NaN loss is a result, recorded as such."""
+    head = json.dumps({k: v for k, v in data.items() if k != "history"}, indent=1, default=str)
+    rows = ",\n  ".join(json.dumps(row) for row in data["history"])
+    return f'{head[:-2]},\n "history": [\n  {rows}\n ]\n}}\n'
+
+
+def _mean(rows: list[dict[str, float]]) -> dict[str, float]:
+    keys = dict.fromkeys(k for row in rows for k in row)
+    return {f"train_{k}": sum(row[k] for row in rows if k in row) / sum(k in row for row in rows) for k in keys}
+
+
+def execute(name: str, config, make_trainer: Callable[[Any, int], Trainer], schedule: Schedule, *,
+            seed: int, scale: str, results_dir: Path | None = None, cache_dir: Path | None = None,
+            progress: bool = True) -> RunRecord:
+    """Train ``make_trainer(config, seed)`` under ``schedule``, or return the complete record of that run.
+
+    An evaluation follows every ``eval_every`` steps and the last step; after each evaluation the run stops
+    early if the monitored metric reached ``target`` or has not improved for ``patience`` evaluations.
+    """
+    path = record_path(name, seed, scale, results_dir)
+    digest = config_hash(config, schedule)
+    if path.exists():
+        record = RunRecord.load(path)
+        if record.status == "complete" and record.config_hash == digest:
+            return record
+    cache_root = Path(cache_dir) if cache_dir is not None else REPO_ROOT / ".cache" / "rfwp" / "checkpoints"
+    checkpoint_path = cache_root / scale / name / f"seed{seed}.pt"
+    checkpoint_every = schedule.checkpoint_every or schedule.eval_every
+
+    torch.manual_seed(seed)
+    trainer = make_trainer(config, seed)
+    # The loop's state: everything besides the trainer that the rest of the run depends on.
+    loop = {"step": 0, "rows": [], "interval": [], "best": None, "bad_evals": 0, "wall_time": 0.0}
+    resumed_from = None
+    if checkpoint_path.exists():
+        checkpoint = torch.load(checkpoint_path, weights_only=False)
+        if checkpoint["config_hash"] == digest:
+            trainer.load_state_dict(checkpoint["trainer"])
+            torch.set_rng_state(checkpoint["torch_rng"])
+            loop = checkpoint["loop"]
+            resumed_from = loop["step"]
+
+    stopped = "steps"
+    bar = tqdm(total=schedule.steps, initial=loop["step"], desc=name, disable=not progress, leave=False)
+    started = time.perf_counter() - loop["wall_time"]
+    while loop["step"] < schedule.steps:
+        loop["interval"].append({k: float(v) for k, v in trainer.train_step(loop["step"]).items()})
+        loop["step"] += 1
+        bar.update(1)
+        step = loop["step"]
+        if step % schedule.eval_every == 0 or step == schedule.steps:
+            metrics = {k: float(v) for k, v in trainer.evaluate().items()}
+            if schedule.monitor not in metrics:
+                raise KeyError(f"Schedule.monitor is {schedule.monitor!r} but evaluate() returned only "
+                               f"{sorted(metrics)}; set Schedule(monitor=...) to one of them")
+            row = {"step": step, "wall_time": time.perf_counter() - started, **metrics, **_mean(loop["interval"])}
+            loop["rows"].append(row)
+            loop["interval"] = []
+            value = metrics[schedule.monitor]
+            if schedule.better(value, None if loop["best"] is None else loop["best"][schedule.monitor]):
+                loop["best"], loop["bad_evals"] = row, 0
+            else:
+                loop["bad_evals"] += 1
+            bar.set_postfix({schedule.monitor: f"{value:.4g}"})
+            if schedule.reached(value):
+                stopped = "target"
+                break
+            if schedule.patience is not None and loop["bad_evals"] >= schedule.patience:
+                stopped = "patience"
+                break
+        if step % checkpoint_every == 0 and step < schedule.steps:
+            loop["wall_time"] = time.perf_counter() - started
+            checkpoint = {"config_hash": digest, "trainer": trainer.state_dict(),
+                          "torch_rng": torch.get_rng_state(), "loop": loop}
+            _atomic_write(checkpoint_path, lambda tmp: torch.save(checkpoint, tmp))
+    bar.close()
+
+    rows = loop["rows"]
+    final = {k: v for k, v in rows[-1].items() if k not in ("step", "wall_time") and not k.startswith("train_")}
+    record = RunRecord(
+        name=name, config=asdict(config), config_hash=digest, seed=seed, scale=scale, schedule=asdict(schedule),
+        history=pd.DataFrame(rows), final=final, best=loop["best"], steps_done=loop["step"], stopped=stopped,
+        wall_time=time.perf_counter() - started, resumed_from=resumed_from, versions=_versions(), path=path)
+    _atomic_write(path, lambda tmp: tmp.write_text(_dumps(record.to_json())))
+    checkpoint_path.unlink(missing_ok=True)
+    return record
