@@ -1,0 +1,148 @@
+"""GPU benchmark: forward+backward tokens/s and peak memory of every Triton kernel, against the
+PyTorch step-by-step reference and, when fla is installed, fla's chunk_delta_rule and
+fused_recurrent_delta_rule.
+
+    python benchmarks/gpu.py [--lengths 256 1024] [--dims 32 128] [--repeats 10] [--dtype float32]
+
+Runs only where CUDA exists (elsewhere it says so and exits 0). Prints a Markdown table and writes
+results/benchmarks/gpu.json and gpu.md, with rows in the format of benchmarks/cpu.py. Peak memory is
+the CUDA allocator's peak during one forward+backward, above what the inputs already held.
+"""
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+B, H = 8, 8
+# (op, implementation): "triton" is the op's default Triton kernel (chunkwise WY for the delta rule).
+CASES = [
+    ("sum_rule", "triton"), ("sum_rule", "reference"),
+    ("delta_rule", "triton"), ("delta_rule", "triton-fused-recurrent"), ("delta_rule", "reference"),
+    ("delta_rule", "fla-chunk"), ("delta_rule", "fla-fused-recurrent"),
+    ("delta_rnn", "triton"), ("delta_rnn", "reference"),
+    ("delta_lstm", "triton"), ("delta_lstm", "reference"),
+    ("recurrent_delta_net", "triton"), ("recurrent_delta_net", "reference"),
+]
+
+
+def fla_functions():
+    """fla's (chunk_delta_rule, fused_recurrent_delta_rule), or None when fla is not installed."""
+    try:
+        from fla.ops.delta_rule import chunk_delta_rule, fused_recurrent_delta_rule
+    except ImportError:
+        return None
+    return chunk_delta_rule, fused_recurrent_delta_rule
+
+
+def inputs(op: str, L: int, d: int, dtype: torch.dtype, device: str) -> dict:
+    """The tests' well-conditioned inputs (positive, sum-normalised keys), as leaves on ``device``."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from oracle import make_inputs
+    kwargs = make_inputs(op, B, H, L, d, d, dtype=torch.float32, reset_prob=0.0, with_state=False)
+    return {name: t.detach().to(device=device, dtype=dtype).requires_grad_() for name, t in kwargs.items()}
+
+
+def step_function(op: str, implementation: str, L: int, d: int, dtype: torch.dtype, device: str):
+    """A closure running one forward+backward pass; its inputs are built before timing."""
+    from rfwp import ops
+    kwargs = inputs(op, L, d, dtype, device)
+    if implementation == "triton-fused-recurrent":
+        from rfwp.ops.triton import fused_recurrent_delta_rule
+
+        def run():
+            return fused_recurrent_delta_rule(**kwargs)[0]
+    elif implementation.startswith("fla-"):
+        chunk, fused = fla_functions()
+        fn = chunk if implementation == "fla-chunk" else fused
+        # fla takes (batch, length, heads, dim); scale 1 matches the delta rule of the papers
+        q, k, v = (kwargs[n].detach().transpose(1, 2).contiguous().requires_grad_() for n in "qkv")
+        beta = kwargs["beta"].detach().transpose(1, 2).contiguous().requires_grad_()
+        extra = {"head_first": False} if "head_first" in inspect.signature(fn).parameters else {}
+
+        def run():
+            return fn(q, k, v, beta, scale=1.0, **extra)[0]
+    else:
+        fn = getattr(ops, op)
+
+        def run():
+            return fn(**kwargs, implementation=implementation)[0]
+
+    def step():
+        run().float().sum().backward()
+    return step
+
+
+def measure(op: str, implementation: str, L: int, d: int, dtype: torch.dtype, repeats: int) -> dict:
+    step = step_function(op, implementation, L, d, dtype, "cuda")
+    step()  # compiles the kernels
+    torch.cuda.synchronize()
+    held = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    step()
+    torch.cuda.synchronize()
+    peak = torch.cuda.max_memory_allocated() - held
+    start = time.perf_counter()
+    for _ in range(repeats):
+        step()
+    torch.cuda.synchronize()
+    seconds = (time.perf_counter() - start) / repeats
+    return dict(kind="op", op=op, implementation=implementation, B=B, H=H, L=L, d=d,
+                tokens_per_s=B * L / seconds, peak_mem_MB=peak / 2 ** 20)
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| op | implementation | L | d | tokens/s (fwd+bwd) | peak memory (MB) |",
+             "|---|---|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['op']} | {r['implementation']} | {r['L']} | {r['d']} | "
+                     f"{r['tokens_per_s']:,.0f} | {r['peak_mem_MB']:.1f} |")
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--lengths", type=int, nargs="+", default=[256, 1024])
+    parser.add_argument("--dims", type=int, nargs="+", default=[32, 128])
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+    parser.add_argument("--out", type=Path, default=ROOT / "results" / "benchmarks")
+    args = parser.parse_args()
+    if not torch.cuda.is_available():
+        print("no CUDA device here: the GPU benchmark runs only where CUDA exists (see benchmarks/cpu.py)")
+        return
+    dtype = getattr(torch, args.dtype)
+    fla = fla_functions() is not None
+    rows = []
+    for L in args.lengths:
+        for d in args.dims:
+            for op, implementation in CASES:
+                if implementation.startswith("fla-") and not fla:
+                    continue
+                print(f"{op:20s} {implementation:23s} L={L:5d} d={d}", file=sys.stderr, flush=True)
+                try:
+                    rows.append(measure(op, implementation, L, d, dtype, args.repeats))
+                except Exception as error:  # one failing case (e.g. out of memory) must not end the run
+                    print(f"  failed: {type(error).__name__}: {error}", file=sys.stderr)
+                torch.cuda.empty_cache()
+    import triton
+    machine = dict(platform=platform.platform(), device=torch.cuda.get_device_name(), torch=torch.__version__,
+                   triton=triton.__version__, fla=fla, dtype=args.dtype)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "gpu.json").write_text(json.dumps(dict(machine=machine, rows=rows), indent=2))
+    text = "\n".join(["# GPU benchmark", "", f"B={B}, H={H}, {args.dtype} inputs, forward+backward, "
+                      f"{machine['device']}, torch {torch.__version__}, triton {triton.__version__}"
+                      f"{'' if fla else ', fla not installed'}.", "", table(rows)]) + "\n"
+    (args.out / "gpu.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
