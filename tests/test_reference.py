@@ -97,3 +97,15 @@ def test_unknown_implementation_and_version_raise():
         ops.delta_rnn(**kw, implementation="cuda")
     with pytest.raises(ValueError, match="version must be"):
         ops.delta_rnn(**kw, version="C", implementation="reference")
+
+
+@pytest.mark.parametrize("op, bad_state, message", [
+    ("delta_rule", torch.zeros(1, 2, 3, 3), "state.W has shape"),
+    ("delta_rule", (torch.zeros(1, 2, 4, 3),), "state must be the fast weight tensor"),
+    ("delta_rnn", torch.zeros(1, 2, 4, 3), "state must be a DeltaRNNState"),
+    ("recurrent_delta_net", reference.RDNState(torch.zeros(1, 2, 3, 3), torch.zeros(1, 2, 2)), "state.y has shape"),
+])
+def test_wrong_state_raises_one_clear_error(op, bad_state, message):
+    kw = make_inputs(op, 1, 2, 5, 3, 4, with_state=False, reset_prob=0)
+    with pytest.raises(ValueError, match=message):
+        getattr(ops, op)(**kw, state=bad_state, implementation="reference")

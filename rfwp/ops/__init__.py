@@ -88,10 +88,31 @@ def _check(q: Tensor, k: Tensor, v: Tensor, beta: Tensor | None, reset: Tensor |
             raise ValueError(f"reset must be a bool tensor, got {reset.dtype}")
 
 
+def _check_state(state, kind, **shapes: tuple) -> None:
+    """The carried state must be what a previous call returned (or None): right type, right shapes."""
+    if state is None:
+        return
+    if kind is Tensor:
+        if not isinstance(state, Tensor):
+            raise ValueError(f"state must be the fast weight tensor W returned by a previous call, or None; "
+                             f"got {type(state).__name__}")
+        tensors = {"W": state}
+    else:
+        if not isinstance(state, kind):
+            raise ValueError(f"state must be a {kind.__name__} (as returned by a previous call), or None; "
+                             f"got {type(state).__name__}")
+        tensors = state._asdict()
+    for name, shape in shapes.items():
+        _expect(f"state.{name}", tensors[name], shape, "pass the state returned by a previous call on "
+                "inputs of the same batch size and dimensions, or None to start from zeros")
+
+
 def sum_rule(q: Tensor, k: Tensor, v: Tensor, state: Tensor | None = None, reset: Tensor | None = None,
              *, implementation: str | None = None):
     """Sum update rule (Linear Transformer), RFWP Eqs. 6-7. Returns (out, W)."""
     _check(q, k, v, None, reset)
+    B, H, _, dk = k.shape
+    _check_state(state, Tensor, W=(B, H, v.shape[-1], dk))
     return resolve("sum_rule", k, implementation)(q, k, v, state, reset)
 
 
@@ -99,6 +120,8 @@ def delta_rule(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, state: Tensor | No
                reset: Tensor | None = None, *, implementation: str | None = None):
     """Delta update rule (Delta Net), RFWP Eqs. 8-10. Returns (out, W)."""
     _check(q, k, v, beta, reset)
+    B, H, _, dk = k.shape
+    _check_state(state, Tensor, W=(B, H, v.shape[-1], dk))
     return resolve("delta_rule", k, implementation)(q, k, v, beta, state, reset)
 
 
@@ -107,6 +130,9 @@ def delta_rnn(q, k, v, beta, rk, rv, rbeta, state: DeltaRNNState | None = None, 
     """Delta RNN, RFWP Eq. 12 (version B) or Eq. 19 (version A). Returns (out, DeltaRNNState)."""
     _check(q, k, v, beta, reset)
     _check(rk, rk, rv, rbeta, reset)
+    B, H, _, dk = k.shape
+    dv = v.shape[-1]
+    _check_state(state, DeltaRNNState, W=(B, H, dv, dk), R=(B, H, dv, dv), y=(B, H, dv))
     return resolve("delta_rnn", k, implementation)(q, k, v, beta, rk, rv, rbeta, state, reset, version)
 
 
@@ -115,6 +141,9 @@ def delta_lstm(q, k, v, beta, rk, rv, rbeta, state: DeltaLSTMState | None = None
     """Delta LSTM, RFWP Eqs. 20-40 (versions A-D). Returns (out, DeltaLSTMState)."""
     _check(q, k, v, beta, reset, gates=3)
     _check(rk, rk, rv, rbeta, reset, gates=3)
+    B, H, _, _, dk = k.shape
+    dv = v.shape[-1]
+    _check_state(state, DeltaLSTMState, W=(B, H, 3, dv, dk), R=(B, H, 3, dv, dv), c=(B, H, dv), y=(B, H, dv))
     return resolve("delta_lstm", k, implementation)(q, k, v, beta, rk, rv, rbeta, state, reset, version)
 
 
@@ -122,6 +151,13 @@ def recurrent_delta_net(q, k, v, beta, Rq, Rk, Rv, rbeta, state: RDNState | None
                         key_map="softmax", *, implementation: str | None = None):
     """Recurrent Delta Net, RFWP Eqs. 15-18. Returns (out, RDNState)."""
     _check(q, k, v, beta, reset)
+    B, H, _, dk = k.shape
+    dv = v.shape[-1]
+    _expect("Rq", Rq, (H, dk, dv), "R_q maps tanh(y_{t-1}) to the query, one matrix per head (Eq. 17)")
+    _expect("Rk", Rk, (H, dk, dv), "R_k maps tanh(y_{t-1}) to the key, one matrix per head (Eq. 15)")
+    _expect("Rv", Rv, (H, dv, dv), "R_v maps tanh(y_{t-1}) to the value, one matrix per head (Eq. 16)")
+    _expect("rbeta", rbeta, (H, dv), "R_β maps tanh(y_{t-1}) to β, one row per head (Eq. 18)")
+    _check_state(state, RDNState, W=(B, H, dv, dk), y=(B, H, dv))
     return resolve("recurrent_delta_net", k, implementation)(q, k, v, beta, Rq, Rk, Rv, rbeta, state, reset,
                                                               key_map)
 
