@@ -1,0 +1,197 @@
+"""The associative retrieval task (ICML Sec. 6.1): data semantics, the memories' closed forms,
+resumable training, and the claim checks' decisions."""
+from __future__ import annotations
+
+import copy
+import math
+
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+
+from rfwp import ops
+from rfwp.tasks.associative_retrieval import (
+    RetrievalConfig, RetrievalModel, RetrievalTrainer, check_capacity_claim, check_update_claim, config_for,
+    evaluation_batch, retrieval_loss, sample_sequences, training_batch)
+
+
+def test_capacity_sequences_pair_a_permutation_of_keys_with_one_of_values():
+    keys, values = sample_sequences("capacity", 9, 50, torch.Generator().manual_seed(0))
+    assert keys.shape == values.shape == (50, 9)
+    assert (keys.sort(-1).values == torch.arange(9)).all()
+    assert (values.sort(-1).values == torch.arange(9)).all()
+    assert not (keys == keys[0]).all(), "sequences must differ"
+
+
+def _last_value_loop(keys, values, query):
+    last = max(t for t in range(len(keys)) if keys[t] == query)
+    return values[last]
+
+
+def test_update_targets_are_the_value_at_the_last_occurrence():
+    g = torch.Generator().manual_seed(1)
+    batch = training_batch("update", 5, 300, g)
+    assert batch.keys.shape == (300, 10) and batch.queries.shape == (300, 1)
+    assert batch.mask.all(), "training queries are keys of their sequence"
+    for b in range(300):
+        keys, values, q = batch.keys[b].tolist(), batch.values[b].tolist(), batch.queries[b, 0].item()
+        assert q in keys
+        assert batch.targets[b, 0].item() == _last_value_loop(keys, values, q)
+    # the test exercises re-assigned keys: most sequences of 10 draws from 5 keys repeat a key
+    assert (batch.keys.sort(-1).values.diff(dim=-1) == 0).any(-1).float().mean() > 0.9
+
+
+def test_evaluation_queries_every_key_and_scores_those_present():
+    batch = evaluation_batch("update", 6, 20, torch.Generator().manual_seed(2))
+    assert batch.keys.shape == (20, 12) and batch.queries.shape == (20, 6)
+    for b in range(20):
+        keys, values = batch.keys[b].tolist(), batch.values[b].tolist()
+        for j, q in enumerate(batch.queries[b].tolist()):
+            assert batch.mask[b, j].item() == (q in keys)
+            if q in keys:
+                assert batch.targets[b, j].item() == _last_value_loop(keys, values, q)
+    capacity = evaluation_batch("capacity", 6, 20, torch.Generator().manual_seed(2))
+    assert capacity.mask.all() and capacity.keys.shape == (20, 6)
+
+
+def _programmed_model(memory: str, S: int) -> RetrievalModel:
+    """Slow weights set by hand so that φ'(k_t) = onehot(key symbol) (ELU+1 of 0 is 1, of −40 is
+    e^−40) and β_t = σ(40) = 1 in float64: the memory sees orthonormal keys and writes fully."""
+    model = RetrievalModel(RetrievalConfig(S=S, setting="update", memory=memory, phi="elu")).double()
+    d, e = model.config.d_key, model.config.d_embedding
+    with torch.no_grad():
+        model.embedding.weight.zero_()
+        model.embedding.weight[:, :S] = torch.eye(S)
+        for linear in (model.W_K, model.W_Q):
+            linear.weight.zero_()
+            linear.weight[:S, -e:][:, :S] = 40 * torch.eye(S)
+            linear.bias.fill_(-40.0)
+        model.W_beta.weight.zero_()
+        model.W_beta.bias.fill_(40.0)
+    if memory == "delta":
+        model.phi.eps = 0.0  # the guard against 0/0 would scale the exact one-hot keys by 1/(1 + 1e-6)
+    return model
+
+
+def test_delta_memory_with_orthonormal_keys_and_unit_beta_retrieves_the_last_value_exactly():
+    S = 7
+    batch = evaluation_batch("update", S, 30, torch.Generator().manual_seed(3))
+    v_hat = _programmed_model("delta", S)(batch.keys, batch.values, batch.queries)
+    # With β = 1 and one-hot keys the delta rule replaces column k by v: W = Σ_k onehot(last v_k) ⊗ e_k.
+    expected = F.one_hot(batch.targets, S).double() * batch.mask.unsqueeze(-1)
+    torch.testing.assert_close(v_hat, expected, atol=1e-12, rtol=0)
+    loss, accuracy = retrieval_loss(v_hat, batch)
+    assert loss.item() < 1e-20 and accuracy.item() == 1.0
+
+
+def test_sum_memory_with_orthonormal_keys_retrieves_the_mean_of_all_values_bound_to_the_key():
+    S = 7
+    batch = evaluation_batch("update", S, 30, torch.Generator().manual_seed(4))
+    v_hat = _programmed_model("sum", S)(batch.keys, batch.values, batch.queries)
+    hits = (batch.keys.unsqueeze(1) == batch.queries.unsqueeze(2)).double()          # (B, Q, L)
+    bound = hits @ F.one_hot(batch.values, S).double()                               # Σ of values per key
+    expected = bound / (hits.sum(-1, keepdim=True) + 1e-6)                          # attention normalisation
+    torch.testing.assert_close(v_hat, expected, atol=1e-10, rtol=0)
+    # ... so it cannot forget: wherever a key was re-bound to another value, retrieval is wrong.
+    rebound = (bound > 0).sum(-1) > 1
+    assert rebound.any() and (retrieval_loss(v_hat, batch)[0] > 0.01)
+
+
+def test_sum_memory_closed_form_is_the_final_state_of_the_sum_rule():
+    torch.manual_seed(5)
+    model = RetrievalModel(RetrievalConfig(S=6, memory="sum", phi="dpfp")).double()
+    phi_k = torch.rand(3, 6, 10, dtype=torch.float64)
+    values = torch.randint(6, (3, 6))
+    v = F.one_hot(values, 6).double()
+    _, W = ops.sum_rule(phi_k.unsqueeze(1), phi_k.unsqueeze(1), v.unsqueeze(1), implementation="reference")
+    torch.testing.assert_close(model._add_rows(phi_k, values), W.squeeze(1))
+
+
+def test_schlag2021_read_is_layer_normalised_so_its_loss_has_a_floor():
+    """With tanh keys at initialisation the read's variance is far above LayerNorm's ε, so v̂ has
+    zero mean and unit variance and 0.5 ‖onehot − v̂‖² ≥ ½(1 + S − 2√(S−1))."""
+    S = 9
+    torch.manual_seed(6)
+    model = RetrievalModel(config_for("schlag2021", S, "update"))
+    batch = evaluation_batch("update", S, 20, torch.Generator().manual_seed(6))
+    v_hat = model(batch.keys, batch.values, batch.queries)
+    per_query = 0.5 * ((F.one_hot(batch.targets, S) - v_hat) ** 2).sum(-1)
+    floor = 0.5 * (1 + S - 2 * math.sqrt(S - 1))
+    assert (per_query[batch.mask] >= floor - 1e-4).all()
+
+
+@pytest.mark.parametrize("variant", ["sum_favor64", "delta_dpfp1"])
+def test_trainer_resumes_bit_for_bit(variant):
+    torch.manual_seed(7)
+    trainer = RetrievalTrainer(config_for(variant, 8, "update"), seed=7)
+    for step in range(3):
+        trainer.train_step(step)
+    state = copy.deepcopy(trainer.state_dict())
+    straight = [trainer.train_step(step)["loss"] for step in range(3, 6)] + [trainer.evaluate()["loss"]]
+    torch.manual_seed(123)  # a different global RNG and fresh weights must not matter once restored
+    resumed = RetrievalTrainer(config_for(variant, 8, "update"), seed=7)
+    resumed.load_state_dict(state)
+    again = [resumed.train_step(step)["loss"] for step in range(3, 6)] + [resumed.evaluate()["loss"]]
+    assert straight == again
+
+
+def test_short_training_run_learns_to_retrieve():
+    torch.manual_seed(8)
+    trainer = RetrievalTrainer(config_for("sum_linear", 10, "capacity"), seed=8)
+    before = trainer.evaluate()
+    for step in range(300):
+        trainer.train_step(step)
+    after = trainer.evaluate()
+    assert before["loss"] > 0.3 and after["loss"] < 0.5 * before["loss"], (before, after)
+    assert before["accuracy"] < 0.5 and after["accuracy"] > 0.9, (before, after)
+
+
+def _capacity_rows(losses: dict[str, dict[int, float]]) -> pd.DataFrame:
+    d_dot = {"sum_linear": 64, "sum_dpfp1": 128}
+    return pd.DataFrame([{"variant": v, "S": S, "loss": loss, "d_dot": d_dot[v], "seed": 0}
+                         for v, by_size in losses.items() for S, loss in by_size.items()])
+
+
+def test_capacity_claim_check_decides_from_the_threshold():
+    good = {"sum_linear": {20: 0.001, 40: 0.002, 60: 0.06, 80: 0.12}, "sum_dpfp1": {80: 0.001, 160: 0.1}}
+    assert check_capacity_claim(_capacity_rows(good))[0] is True
+    linear_holds_beyond = copy.deepcopy(good)
+    linear_holds_beyond["sum_linear"][80] = 0.005
+    assert check_capacity_claim(_capacity_rows(linear_holds_beyond))[0] is False
+    dpfp_fails_below = copy.deepcopy(good)
+    dpfp_fails_below["sum_dpfp1"][80] = 0.05
+    reproduced, evidence = check_capacity_claim(_capacity_rows(dpfp_fails_below))
+    assert reproduced is False and "S=80 0.0500" in evidence
+    no_dpfp_beyond_64 = {"sum_linear": good["sum_linear"], "sum_dpfp1": {40: 0.001}}
+    assert check_capacity_claim(_capacity_rows(no_dpfp_beyond_64))[0] is None
+
+
+def test_update_claim_check_needs_ours_clearly_below_the_sum_rule():
+    def rows(sum_loss, ours_loss):
+        return pd.DataFrame([{"variant": "sum_dpfp1", "S": 20, "loss": sum_loss, "d_dot": 128, "seed": 0},
+                             {"variant": "delta_dpfp1", "S": 20, "loss": ours_loss, "d_dot": 128, "seed": 0}])
+    assert check_update_claim(rows(0.2, 0.01))[0] is True
+    assert check_update_claim(rows(0.2, 0.15))[0] is False
+    assert check_update_claim(rows(0.2, 0.01).iloc[:1])[0] is None
+
+
+def test_bad_configuration_is_rejected_with_the_choices():
+    with pytest.raises(ValueError, match="memory 'sum' takes phi in"):
+        RetrievalConfig(S=10, memory="sum", phi="tanh")
+    with pytest.raises(ValueError, match="setting must be one of"):
+        RetrievalConfig(S=10, setting="copy")
+    with pytest.raises(ValueError, match="unknown variant"):
+        config_for("dpfp9", 10, "capacity")
+
+
+def test_sweep_runs_through_execute_and_reuses_complete_records(tmp_path):
+    from rfwp.tasks.associative_retrieval import SMOKE, update_rule_sweep
+    where = {"results_dir": tmp_path, "cache_dir": tmp_path / "checkpoints", "progress": False}
+    first = update_rule_sweep("smoke", seeds=[0], **where)
+    assert sorted(first.variant) == sorted(SMOKE.update)
+    assert (first.L == 2 * first.S).all() and first.loss.notna().all() and (first.steps <= SMOKE.max_steps).all()
+    records = sorted(tmp_path.glob("runs/smoke/background/update/*/S*/seed0.json"))
+    assert len(records) == len(first)
+    again = update_rule_sweep("smoke", seeds=[0], **where)
+    pd.testing.assert_frame_equal(first, again)  # returned from the records, not retrained
