@@ -22,8 +22,9 @@ NORMALISATIONS = ("sum", "attention", "none")
 
 
 def elu_plus_one(x: Tensor) -> Tensor:
-    """Katharopoulos et al.'s φ(x) = ELU(x) + 1 (ICML Eq. 30); d_dot = d_key."""
-    return F.elu(x) + 1
+    """Katharopoulos et al.'s φ(x) = ELU(x) + 1 (ICML Eq. 30): x + 1 for x > 0, exp(x) otherwise; d_dot = d_key.
+    Written with exp rather than as ELU(x) + 1, which rounds to exactly 0 in float32 below x ≈ −17."""
+    return torch.where(x > 0, x + 1, torch.exp(x.clamp(max=0)))
 
 
 def dpfp(x: Tensor, nu: int = 1) -> Tensor:

@@ -27,7 +27,8 @@ VARIANT_IDS = [f"{op}-{'-'.join(extra.values()) or 'plain'}" for op, extra, _ in
 
 def test_extension_builds():
     assert compiled.extension() is not None, compiled._failure
-    assert compiled.available(torch.zeros(1)) and compiled.available(torch.zeros(1, dtype=torch.float64))
+    for dtype in (torch.float32, torch.float64):
+        assert compiled.unsupported(torch.zeros(1, dtype=dtype), torch.zeros(1, dtype=dtype)) is None
 
 
 @pytest.mark.parametrize("shape_index", range(50))
@@ -117,7 +118,7 @@ def test_gradcheck_recurrent_delta_net(key_map):
                                           ("recurrent_delta_net", "RecurrentDeltaNetFunction")])
 def test_dispatch_reaches_compiled(op, function):
     kwargs = make_inputs(op, 1, 2, 5, 4, 4, seed=0)
-    assert rfwp.ops.resolve(op, kwargs["k"], "compiled") is getattr(compiled, op)
+    assert rfwp.ops.resolve(op, kwargs["k"], kwargs["v"], "compiled") is getattr(compiled, op)
     out, _ = getattr(rfwp.ops, op)(**kwargs, implementation="compiled")
     assert type(out.grad_fn).__name__ == f"{function}Backward"
 
@@ -128,10 +129,10 @@ def test_unbuildable_extension_warns_once_and_falls_back(monkeypatch):
     monkeypatch.setenv("CXX", "no-such-compiler")
     x = torch.zeros(1)
     with pytest.warns(RuntimeWarning, match="no-such-compiler.*reference loop will be used"):
-        assert not compiled.available(x)
+        assert "no-such-compiler" in compiled.unsupported(x, x)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert not compiled.available(x)
+        assert compiled.unsupported(x, x) is not None
     kwargs = make_inputs("delta_rnn", 1, 1, 4, 2, 2, seed=0)
     out, _ = rfwp.ops.delta_rnn(**kwargs)
     assert "Recurrence" not in type(out.grad_fn).__name__
@@ -139,9 +140,12 @@ def test_unbuildable_extension_warns_once_and_falls_back(monkeypatch):
         compiled.delta_rule(**make_inputs("delta_rule", 1, 1, 4, 2, 2))
 
 
-def test_unavailable_for_other_devices_and_dtypes():
-    assert not compiled.available(torch.zeros(1, device="meta"))
-    assert not compiled.available(torch.zeros(1, dtype=torch.float16))
+def test_unsupported_for_other_devices_and_dtypes():
+    meta, half = torch.zeros(1, device="meta"), torch.zeros(1, dtype=torch.float16)
+    assert "CPU tensors" in compiled.unsupported(meta, meta)
+    assert "float32 or float64" in compiled.unsupported(half, half)
+    with pytest.raises(ValueError, match="float32 or float64.*implementation=None"):
+        rfwp.ops.delta_rule(**make_inputs("delta_rule", 1, 1, 3, 2, 2, dtype=torch.float16), implementation="compiled")
 
 
 def test_bad_state_shape_is_one_clear_error():

@@ -7,11 +7,14 @@ import torch
 from rfwp.feature_maps import FeatureMap, dpfp, elu_plus_one, favor_plus, orthogonal_gaussian
 
 
-def test_elu_plus_one_is_positive_and_keeps_the_dimension():
-    x = torch.linspace(-20, 20, 101, dtype=torch.float64).view(-1, 1)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_elu_plus_one_is_elu_plus_one_and_stays_positive(dtype):
+    x = torch.linspace(-60, 20, 161, dtype=dtype, requires_grad=True)
     phi = elu_plus_one(x)
-    assert phi.shape == x.shape and (phi > 0).all()
-    torch.testing.assert_close(phi[x > 0], x[x > 0] + 1)
+    assert (phi > 0).all()
+    torch.testing.assert_close(phi, (torch.nn.functional.elu(x.double()) + 1).to(dtype), atol=1e-7, rtol=1e-6)
+    (grad,) = torch.autograd.grad(phi.sum(), x)
+    torch.testing.assert_close(grad, torch.where(x > 0, 1.0, phi.detach()))
 
 
 def test_dpfp_partial_functions_in_2d_are_the_four_quadrants():

@@ -2,7 +2,7 @@
 
 Every op has the contract documented in ``rfwp.ops.reference`` (the step-by-step ground truth):
 inputs in (batch, heads, length, dim), ``state`` in and out, optional ``reset`` (batch, length).
-``implementation`` selects a path by name; None picks the fastest correct one for the inputs:
+``implementation`` selects a path by name; None picks the fastest one that supports the inputs:
 
   reference  plain loop over time, autograd (``reference.py``)
   chunked    chunkwise-parallel sum and delta rules in PyTorch (``chunked.py``)
@@ -23,7 +23,7 @@ IMPLEMENTATIONS = ("reference", "chunked", "compiled", "triton")
 # Which implementations exist for each op, in order of preference on CPU.
 _CPU_PREFERENCE = {
     "sum_rule": ("chunked", "reference"),
-    "delta_rule": ("chunked", "compiled", "reference"),
+    "delta_rule": ("compiled", "chunked", "reference"),
     "delta_rnn": ("compiled", "reference"),
     "delta_lstm": ("compiled", "reference"),
     "recurrent_delta_net": ("compiled", "reference"),
@@ -35,30 +35,29 @@ def _module(implementation: str):
     return importlib.import_module(f"{__name__}.{implementation}")
 
 
-def _available(implementation: str, op: str, x: Tensor) -> bool:
+def unsupported(implementation: str, op: str, k: Tensor, v: Tensor) -> str | None:
+    """Why ``implementation`` cannot run ``op`` on these keys and values, or None if it can. An implementation
+    module may define ``unsupported(k, v)`` for its limits (device, dtype, head size, a failed build)."""
     module = _module(implementation)
     if not hasattr(module, op):
-        return False
-    check = getattr(module, "available", None)
-    return check is None or check(x)
+        have = [name for name in IMPLEMENTATIONS if hasattr(_module(name), op)]
+        return f"{op} has no {implementation!r} implementation; it has {have}"
+    check = getattr(module, "unsupported", None)
+    return None if check is None else check(k, v)
 
 
-def resolve(op: str, x: Tensor, implementation: str | None = None):
-    """The function implementing ``op`` for tensors like ``x``: the named one, or the preferred one."""
+def resolve(op: str, k: Tensor, v: Tensor, implementation: str | None = None):
+    """The function implementing ``op`` for these keys and values: the named one, or the preferred one."""
     if implementation is not None:
         if implementation not in IMPLEMENTATIONS:
             raise ValueError(f"unknown implementation {implementation!r}; choose one of {IMPLEMENTATIONS}")
-        module = _module(implementation)
-        if not hasattr(module, op):
-            have = [name for name in IMPLEMENTATIONS if hasattr(_module(name), op)]
-            raise ValueError(f"{op} has no {implementation!r} implementation; it has {have}")
-        if not _available(implementation, op, x):
-            raise RuntimeError(f"the {implementation!r} implementation of {op} cannot run on {x.device} "
-                               f"here; pass implementation=None to fall back automatically")
-        return getattr(module, op)
-    preference = _CUDA_PREFERENCE if x.is_cuda else _CPU_PREFERENCE
+        reason = unsupported(implementation, op, k, v)
+        if reason is not None:
+            raise ValueError(f"{reason}; pass implementation=None to choose one that can")
+        return getattr(_module(implementation), op)
+    preference = _CUDA_PREFERENCE if k.is_cuda else _CPU_PREFERENCE
     for name in preference[op]:
-        if _available(name, op, x):
+        if unsupported(name, op, k, v) is None:
             return getattr(_module(name), op)
     raise AssertionError("the reference implementation is always available")
 
@@ -113,7 +112,7 @@ def sum_rule(q: Tensor, k: Tensor, v: Tensor, state: Tensor | None = None, reset
     _check(q, k, v, None, reset)
     B, H, _, dk = k.shape
     _check_state(state, Tensor, W=(B, H, v.shape[-1], dk))
-    return resolve("sum_rule", k, implementation)(q, k, v, state, reset)
+    return resolve("sum_rule", k, v, implementation)(q, k, v, state, reset)
 
 
 def delta_rule(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, state: Tensor | None = None,
@@ -122,7 +121,7 @@ def delta_rule(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, state: Tensor | No
     _check(q, k, v, beta, reset)
     B, H, _, dk = k.shape
     _check_state(state, Tensor, W=(B, H, v.shape[-1], dk))
-    return resolve("delta_rule", k, implementation)(q, k, v, beta, state, reset)
+    return resolve("delta_rule", k, v, implementation)(q, k, v, beta, state, reset)
 
 
 def delta_rnn(q, k, v, beta, rk, rv, rbeta, state: DeltaRNNState | None = None, reset=None, version="B",
@@ -133,7 +132,7 @@ def delta_rnn(q, k, v, beta, rk, rv, rbeta, state: DeltaRNNState | None = None, 
     B, H, _, dk = k.shape
     dv = v.shape[-1]
     _check_state(state, DeltaRNNState, W=(B, H, dv, dk), R=(B, H, dv, dv), y=(B, H, dv))
-    return resolve("delta_rnn", k, implementation)(q, k, v, beta, rk, rv, rbeta, state, reset, version)
+    return resolve("delta_rnn", k, v, implementation)(q, k, v, beta, rk, rv, rbeta, state, reset, version)
 
 
 def delta_lstm(q, k, v, beta, rk, rv, rbeta, state: DeltaLSTMState | None = None, reset=None, version="D",
@@ -144,7 +143,7 @@ def delta_lstm(q, k, v, beta, rk, rv, rbeta, state: DeltaLSTMState | None = None
     B, H, _, _, dk = k.shape
     dv = v.shape[-1]
     _check_state(state, DeltaLSTMState, W=(B, H, 3, dv, dk), R=(B, H, 3, dv, dv), c=(B, H, dv), y=(B, H, dv))
-    return resolve("delta_lstm", k, implementation)(q, k, v, beta, rk, rv, rbeta, state, reset, version)
+    return resolve("delta_lstm", k, v, implementation)(q, k, v, beta, rk, rv, rbeta, state, reset, version)
 
 
 def recurrent_delta_net(q, k, v, beta, Rq, Rk, Rv, rbeta, state: RDNState | None = None, reset=None,
@@ -158,9 +157,9 @@ def recurrent_delta_net(q, k, v, beta, Rq, Rk, Rv, rbeta, state: RDNState | None
     _expect("Rv", Rv, (H, dv, dv), "R_v maps tanh(y_{t-1}) to the value, one matrix per head (Eq. 16)")
     _expect("rbeta", rbeta, (H, dv), "R_β maps tanh(y_{t-1}) to β, one row per head (Eq. 18)")
     _check_state(state, RDNState, W=(B, H, dv, dk), y=(B, H, dv))
-    return resolve("recurrent_delta_net", k, implementation)(q, k, v, beta, Rq, Rk, Rv, rbeta, state, reset,
+    return resolve("recurrent_delta_net", k, v, implementation)(q, k, v, beta, Rq, Rk, Rv, rbeta, state, reset,
                                                               key_map)
 
 
 __all__ = ["sum_rule", "delta_rule", "delta_rnn", "delta_lstm", "recurrent_delta_net", "resolve",
-           "IMPLEMENTATIONS", "DeltaRNNState", "DeltaLSTMState", "RDNState"]
+           "unsupported", "IMPLEMENTATIONS", "DeltaRNNState", "DeltaLSTMState", "RDNState"]

@@ -31,11 +31,6 @@ from torch import Tensor
 DEFAULT_CHUNK_SIZE = 32
 
 
-def available(x: Tensor) -> bool:
-    """Plain PyTorch: runs on any device."""
-    return True
-
-
 class Episodes(NamedTuple):
     """Where each step of each chunk stands relative to the resets, as 0/1 masks of the input dtype."""
     same: Tensor   # (B, 1, N, C, C) steps i and j lie in the same episode

@@ -11,8 +11,8 @@ runs in its own sequential kernel. The Recurrent Delta Net is sequential through
 
 The extension is compiled with ``torch.utils.cpp_extension.load`` (-O3 -march=native, OpenMP) and cached
 under TORCH_EXTENSIONS_DIR; its name carries a digest of the sources, so an edited kernel is rebuilt.
-Without a C++ compiler or on a failed build, one warning is given and ``available`` is False, so
-``rfwp.ops`` falls back to the reference loops.
+Without a C++ compiler or on a failed build, one warning is given and ``unsupported`` names the failure,
+so ``rfwp.ops`` falls back to the reference loops.
 """
 from __future__ import annotations
 
@@ -62,9 +62,15 @@ def extension():
     return _extension
 
 
-def available(x: Tensor) -> bool:
-    """CPU float32/float64 tensors, once the extension has been built."""
-    return x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and extension() is not None
+def unsupported(k: Tensor, v: Tensor) -> str | None:
+    """Why these kernels cannot take these inputs (they run on CPU float32/float64 tensors, once built)."""
+    if k.device.type != "cpu":
+        return f"the compiled kernels run on CPU tensors, got {k.device}"
+    if k.dtype not in (torch.float32, torch.float64):
+        return f"the compiled kernels take float32 or float64, got {k.dtype}"
+    if extension() is None:
+        return f"the compiled C++ kernels are unavailable ({_failure})"
+    return None
 
 
 def _ext():

@@ -24,7 +24,7 @@ needed). The kernels have not yet been run or timed on a GPU. In the sm_80 build
 backward of the WY kernel and of the one-program-per-head cells spill registers: tune there first.
 
 Import is lazy: ``import rfwp.ops.triton`` does not import triton. The kernels are defined on the
-first call of an op or of ``available``; to run them on CPU tensors under the interpreter, set the
+first call of an op or of ``unsupported``; to run them on CPU tensors under the interpreter, set the
 environment variable TRITON_INTERPRET=1 before that first call.
 """
 from __future__ import annotations
@@ -78,26 +78,28 @@ def _load_kernels() -> bool:
     return True
 
 
-def available(x: Tensor) -> bool:
-    """True for CUDA tensors when triton imports; for CPU tensors only under the interpreter."""
+def unsupported(k: Tensor, v: Tensor) -> str | None:
+    """Why these kernels cannot take these keys and values, or None: they run on CUDA tensors (or on CPU
+    tensors under Triton's interpreter), in float32, bfloat16 or float16, with head dimensions ≤ 128."""
     if not _load_kernels():
-        return False
-    return x.is_cuda or (_interpreted and x.device.type == "cpu")
-
-
-def _prepare(op: str, x: Tensor, **dims: int) -> None:
-    """One clear error for inputs these kernels cannot take."""
-    if not available(x):
-        raise RuntimeError(
-            f"the Triton {op} runs on CUDA tensors (with triton installed), or on CPU tensors under "
-            f"Triton's interpreter: set TRITON_INTERPRET=1 before the first Triton op; got {x.device}")
-    if x.dtype not in DTYPES:
-        raise ValueError(f"the Triton {op} takes float32, bfloat16 or float16 inputs, got {x.dtype}; "
-                         f"cast them, or use implementation='reference'")
-    for name, d in dims.items():
+        return "the Triton kernels need the triton package, which is not installed"
+    if not (k.is_cuda or (_interpreted and k.device.type == "cpu")):
+        return (f"the Triton kernels run on CUDA tensors, or on CPU tensors under Triton's interpreter "
+                f"(set TRITON_INTERPRET=1 before the first Triton op); got {k.device}")
+    if k.dtype not in DTYPES:
+        return f"the Triton kernels take float32, bfloat16 or float16 inputs, got {k.dtype}"
+    for name, d in (("d_key", k.shape[-1]), ("d_value", v.shape[-1])):
         if d > MAX_HEAD_DIM:
-            raise ValueError(f"the Triton {op} supports head dimensions up to {MAX_HEAD_DIM}, got {name}={d}; "
-                             f"use more heads of a smaller size, or implementation='reference'")
+            return (f"the Triton kernels support head dimensions up to {MAX_HEAD_DIM}, got {name}={d}; "
+                    f"use more heads of a smaller size")
+    return None
+
+
+def _prepare(op: str, k: Tensor, v: Tensor) -> None:
+    """One clear error for inputs these kernels cannot take."""
+    reason = unsupported(k, v)
+    if reason is not None:
+        raise ValueError(f"{op}: {reason}, or implementation='reference'")
 
 
 def _block(d: int) -> int:
@@ -337,7 +339,7 @@ def sum_rule(q: Tensor, k: Tensor, v: Tensor, state: Tensor | None = None, reset
     """Linear Transformer, RFWP Eqs. 6-7, fused recurrent kernel. Returns (out, W)."""
     B, H, L, DK = k.shape
     DV = v.shape[-1]
-    _prepare("sum_rule", k, d_key=DK, d_value=DV)
+    _prepare("sum_rule", k, v)
     W0 = _initial(state, (B, H, DV, DK), k, "W")
     out, W = _FusedRecurrent.apply(q.contiguous(), k.contiguous(), v.contiguous(), None, W0, _keep(reset, B, L, k))
     return out.to(q.dtype), W
@@ -348,7 +350,7 @@ def fused_recurrent_delta_rule(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, st
     """Delta Net, RFWP Eqs. 8-10, fused recurrent kernel (one step at a time). Returns (out, W)."""
     B, H, L, DK = k.shape
     DV = v.shape[-1]
-    _prepare("fused_recurrent_delta_rule", k, d_key=DK, d_value=DV)
+    _prepare("fused_recurrent_delta_rule", k, v)
     W0 = _initial(state, (B, H, DV, DK), k, "W")
     out, W = _FusedRecurrent.apply(q.contiguous(), k.contiguous(), v.contiguous(), beta.contiguous(), W0,
                                    _keep(reset, B, L, k))
@@ -365,7 +367,7 @@ def delta_rule(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, state: Tensor | No
     """Delta Net, RFWP Eqs. 8-10, chunkwise WY kernel. Returns (out, W)."""
     B, H, L, DK = k.shape
     DV = v.shape[-1]
-    _prepare("delta_rule", k, d_key=DK, d_value=DV)
+    _prepare("delta_rule", k, v)
     out, W = _chunked_delta_rule(q, k, v, beta, _initial(state, (B, H, DV, DK), k, "W"), _keep(reset, B, L, k))
     return out.to(q.dtype), W
 
@@ -378,7 +380,7 @@ def delta_rnn(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, rk: Tensor, rv: Ten
                          f"use implementation='reference' for version 'A'")
     B, H, L, DK = k.shape
     DV = v.shape[-1]
-    _prepare("delta_rnn", k, d_key=DK, d_value=DV)
+    _prepare("delta_rnn", k, v)
     state = state or (None, None, None)
     keep = _keep(reset, B, L, k)
     z, W = _chunked_delta_rule(q, k, v, beta, _initial(state[0], (B, H, DV, DK), k, "W"), keep)
@@ -396,7 +398,7 @@ def delta_lstm(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, rk: Tensor, rv: Te
                          f"{version!r}; use implementation='reference' for versions 'A'-'C'")
     B, H, G, L, DK = k.shape
     DV = v.shape[-1]
-    _prepare("delta_lstm", k, d_key=DK, d_value=DV)
+    _prepare("delta_lstm", k, v)
     state = state or (None, None, None, None)
     keep = _keep(reset, B, L, k)
     # The three feed-forward fast weights W_u, W_f, W_o are independent delta rules: run them as 3H heads.
@@ -419,7 +421,7 @@ def recurrent_delta_net(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, Rq: Tenso
                          f"only, got {key_map!r}; use implementation='reference' for 'elu_sum'")
     B, H, L, DK = k.shape
     DV = v.shape[-1]
-    _prepare("recurrent_delta_net", k, d_key=DK, d_value=DV)
+    _prepare("recurrent_delta_net", k, v)
     state = state or (None, None)
     out, W, y = _RecurrentDeltaNet.apply(
         q.contiguous(), k.contiguous(), v.contiguous(), beta.contiguous(), Rq.contiguous(), Rk.contiguous(),
