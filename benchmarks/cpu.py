@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import torch
+from report import markdown_table  # benchmarks/ is on sys.path when a script here runs
 
 B, H, D = 8, 8, 32
 OPS = {
@@ -110,15 +111,6 @@ def run_case(args: list[str], timeout: float) -> dict | None:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def table(rows: list[dict]) -> str:
-    lines = ["| kind | op | implementation | L | d | tokens/s (fwd+bwd) | peak memory (MB) |",
-             "|---|---|---|---:|---:|---:|---:|"]
-    for r in rows:
-        lines.append(f"| {r['kind']} | {r['op']} | {r['implementation']} | {r['L']} | {r['d']} | "
-                     f"{r['tokens_per_s']:,.0f} | {r['peak_mem_MB']:.1f} |")
-    return "\n".join(lines)
-
-
 def ratios(rows: list[dict]) -> list[dict]:
     speed = {((r["op"] if r["kind"] != "layer" else f"layer:{r['op']}"), r["implementation"], r["L"], r["d"]):
              r["tokens_per_s"] for r in rows}
@@ -176,7 +168,8 @@ def main():
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "cpu.json").write_text(json.dumps(result, indent=2))
     lines = ["# CPU benchmark", "", f"B={B}, H={H}, fp32, forward+backward, {args.threads} threads, "
-             f"torch {torch.__version__}, {platform.processor() or platform.machine()}.", "", table(rows), "",
+             f"torch {torch.__version__}, {platform.processor() or platform.machine()}.", "",
+             markdown_table(rows), "",
              "## Targets (ratios of tokens/s measured in this run)", "",
              "| case | L | target | measured | met |", "|---|---:|---:|---:|---|"]
     for t in result["targets"]:

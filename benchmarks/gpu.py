@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import torch
+from report import markdown_table  # benchmarks/ is on sys.path when a script here runs
 
 ROOT = Path(__file__).resolve().parents[1]
 B, H = 8, 8
@@ -98,15 +99,6 @@ def measure(op: str, implementation: str, L: int, d: int, dtype: torch.dtype, re
                 tokens_per_s=B * L / seconds, peak_mem_MB=peak / 2 ** 20)
 
 
-def table(rows: list[dict]) -> str:
-    lines = ["| op | implementation | L | d | tokens/s (fwd+bwd) | peak memory (MB) |",
-             "|---|---|---:|---:|---:|---:|"]
-    for r in rows:
-        lines.append(f"| {r['op']} | {r['implementation']} | {r['L']} | {r['d']} | "
-                     f"{r['tokens_per_s']:,.0f} | {r['peak_mem_MB']:.1f} |")
-    return "\n".join(lines)
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lengths", type=int, nargs="+", default=[256, 1024])
@@ -139,7 +131,7 @@ def main():
     (args.out / "gpu.json").write_text(json.dumps(dict(machine=machine, rows=rows), indent=2))
     text = "\n".join(["# GPU benchmark", "", f"B={B}, H={H}, {args.dtype} inputs, forward+backward, "
                       f"{machine['device']}, torch {torch.__version__}, triton {triton.__version__}"
-                      f"{'' if fla else ', fla not installed'}.", "", table(rows)]) + "\n"
+                      f"{'' if fla else ', fla not installed'}.", "", markdown_table(rows)]) + "\n"
     (args.out / "gpu.md").write_text(text)
     print(text)
 
