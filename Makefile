@@ -19,7 +19,7 @@ venv: $(VENV)/.installed
 # The browser test drives Debian's chromium through Playwright (Playwright's own browser download is not reachable).
 CHROMIUM := /usr/bin/chromium
 $(CHROMIUM):
-	apt-get update && apt-get install -y chromium
+	apt-get update -qq && apt-get install -y -qq chromium > /dev/null
 
 # Unit tests (the browser test included), then every notebook at its default smoke scale under nbval
 # (outputs are not compared, --nbval-lax; smoke runs write only under the git-ignored results/smoke/).
@@ -27,8 +27,11 @@ test: venv $(CHROMIUM)
 	$(PY) -m pytest -q tests
 	$(PY) -m pytest -q --nbval-lax --nbval-current-env notebooks
 
+# Every notebook at SCALE (recorded runs are reused), the results index, then the CPU benchmark
+# (not at smoke scale, which must leave the committed results alone).
 reproduce: venv
 	$(PY) -m rfwp.reproduce --scale $(SCALE) --jobs $(JOBS)
+	$(if $(filter smoke,$(SCALE)),,$(PY) benchmarks/cpu.py)
 
 benchmark: venv
 	$(PY) benchmarks/cpu.py
