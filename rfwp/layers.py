@@ -24,12 +24,11 @@ from torch import Tensor, nn
 
 from . import ops
 from .feature_maps import FeatureMap
-from .ops.reference import DELTA_LSTM_VERSIONS, RDN_KEY_MAPS
+from .ops.reference import DELTA_LSTM_VERSIONS, DELTA_RNN_VERSIONS, RDN_KEY_MAPS, check_choice
 
 # Maps for keys that must live in the d_value-dimensional space of a recurrent fast weight:
 # "softmax" (authors' code) or "elu_sum" (ELU+1, sum-normalised; ICML Eq. 29).
 KEY_MAPS = RDN_KEY_MAPS
-DELTA_RNN_VERSIONS = ("A", "B")
 
 
 @dataclass(frozen=True)
@@ -52,8 +51,7 @@ FAST_QUERY_EPS = 1e-5
 
 
 def key_map(name: str, d: int) -> FeatureMap:
-    if name not in KEY_MAPS:
-        raise ValueError(f"unknown key map {name!r}; choose one of {KEY_MAPS}")
+    check_choice("key map", name, KEY_MAPS)
     if name == "softmax":
         return FeatureMap("softmax", d_key=d, normalisation="none")
     return FeatureMap("elu", d_key=d, normalisation="sum")
@@ -218,8 +216,7 @@ class DeltaRNNLayer(MultiHeadLayer):
         d = d_head
         super().__init__(d_model, n_heads, d_head, (d, d, d, 1, d, d, 1), dropout, output_scale)
         _no_attention_normalisation(phi, "DeltaRNNLayer")
-        if version not in DELTA_RNN_VERSIONS:
-            raise ValueError(f"Delta RNN version must be 'A' (Eq. 19) or 'B' (Eq. 12), got {version!r}")
+        check_choice("Delta RNN version", version, DELTA_RNN_VERSIONS)
         self.version, self.implementation = version, implementation
         self.phi = phi.build(d)
         # R's keys must be positive and sum to one for a stable delta rule (RFWP Sec. 3.1); the
@@ -246,8 +243,7 @@ class DeltaLSTMLayer(MultiHeadLayer):
         d = 3 * d_head
         super().__init__(d_model, n_heads, d_head, (d, d, d, 3, d, d, 3), dropout, output_scale)
         _no_attention_normalisation(phi, "DeltaLSTMLayer")
-        if version not in DELTA_LSTM_VERSIONS:
-            raise ValueError(f"Delta LSTM version must be one of {DELTA_LSTM_VERSIONS} (Eqs. 20-40), got {version!r}")
+        check_choice("Delta LSTM version", version, DELTA_LSTM_VERSIONS)
         self.version, self.implementation = version, implementation
         self.phi = phi.build(d_head)
         self.recurrent_key = key_map(recurrent_key_map, d_head)
@@ -348,8 +344,7 @@ class RecurrentDeltaNetLayer(MultiHeadLayer):
                  output_scale: float = 1.0, implementation: str | None = None):
         d = d_head
         super().__init__(d_model, n_heads, d_head, (d, d, d, 1), dropout, output_scale)
-        if key_map not in KEY_MAPS:
-            raise ValueError(f"unknown key map {key_map!r}; choose one of {KEY_MAPS}")
+        check_choice("key map", key_map, KEY_MAPS)
         self.key_map, self.implementation = key_map, implementation
         self.R_q = nn.Parameter(torch.randn(n_heads, d, d) / d ** 0.5)
         self.R_k = nn.Parameter(torch.randn(n_heads, d, d) / d ** 0.5)

@@ -274,11 +274,11 @@ def test_reset_of_wrong_shape_or_dtype():
 
 @pytest.mark.parametrize("make, message", [
     (lambda: DeltaRNNLayer(8, 2, 4, FeatureMapConfig(normalisation="attention")), "use 'sum' or 'none'"),
-    (lambda: DeltaRNNLayer(8, 2, 4, version="C"), "version must be 'A'"),
+    (lambda: DeltaRNNLayer(8, 2, 4, version="C"), "version must be one of"),
     (lambda: DeltaLSTMLayer(8, 2, 4, version="E"), "version must be one of"),
     (lambda: DeltaMLPLayer(8, 2, 4, fast_layers=3), "positive even number"),
-    (lambda: RecurrentDeltaNetLayer(8, 2, 4, key_map="elu"), "choose one of"),
-    (lambda: DeltaRNNLayer(8, 2, 4, recurrent_key_map="relu"), "choose one of"),
+    (lambda: RecurrentDeltaNetLayer(8, 2, 4, key_map="elu"), "key map must be one of"),
+    (lambda: DeltaRNNLayer(8, 2, 4, recurrent_key_map="relu"), "key map must be one of"),
     (lambda: DeltaNetLayer(8, 2, 4, FeatureMapConfig(name="cosine")), "unknown feature map"),
     (lambda: SoftmaxAttention(8, 2, 4, memory=0), "positive number"),
 ])

@@ -109,3 +109,10 @@ def test_wrong_state_raises_one_clear_error(op, bad_state, message):
     kw = make_inputs(op, 1, 2, 5, 3, 4, with_state=False, reset_prob=0)
     with pytest.raises(ValueError, match=message):
         getattr(ops, op)(**kw, state=bad_state, implementation="reference")
+
+
+def test_delta_lstm_needs_three_gates():
+    kw = make_inputs("delta_lstm", 1, 1, 3, 2, 2, with_state=False, reset_prob=0)
+    kw.update(q=kw["q"][:, :, :2], k=kw["k"][:, :, :2])
+    with pytest.raises(ValueError, match="2 gates on axis 2 but must have 3"):
+        ops.delta_lstm(**kw)

@@ -74,6 +74,8 @@ def _check(q: Tensor, k: Tensor, v: Tensor, beta: Tensor | None, reset: Tensor |
         layout = "(batch, heads, gates, length, dim)" if gates else "(batch, heads, length, dim)"
         raise ValueError(f"k has {k.dim()} dimensions but must be {layout}; "
                          f"permute (batch, length, heads, dim) inputs with .transpose(1, 2)")
+    if gates and k.shape[2] != gates:
+        raise ValueError(f"k has {k.shape[2]} gates on axis 2 but must have {gates} (u, f, o: RFWP Eqs. 36-40)")
     *prefix, L, dk = k.shape
     _expect("q", q, (*prefix, L, dk), "queries and keys share every dimension")
     if tuple(v.shape[:-1]) != (*prefix, L):

@@ -27,7 +27,8 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 from torch.utils.cpp_extension import load
 
-from .reference import DELTA_LSTM_VERSIONS, RDN_KEY_MAPS, DeltaLSTMState, DeltaRNNState, RDNState
+from .reference import (DELTA_LSTM_VERSIONS, DELTA_RNN_VERSIONS, RDN_KEY_MAPS, DeltaLSTMState, DeltaRNNState,
+                        RDNState, check_choice)
 
 # rfwp/ops/compiled.py -> <repository>/kernels/cpu (rfwp is a namespace package: no rfwp.__file__).
 SOURCES = Path(__file__).resolve().parents[2] / "kernels" / "cpu"
@@ -168,12 +169,9 @@ def delta_rule(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, state: Tensor | No
 def delta_rnn(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, rk: Tensor, rv: Tensor, rbeta: Tensor,
               state: DeltaRNNState | None = None, reset: Tensor | None = None, version: str = "B"):
     """Delta RNN, RFWP Eq. 12 (B) or Eq. 19 (A) (contract of ``reference.delta_rnn``)."""
-    if version not in ("A", "B"):
-        raise ValueError(f"Delta RNN version must be 'A' (Eq. 19) or 'B' (Eq. 12), got {version!r}")
-    B, H, L, dk = k.shape
-    dv = v.shape[-1]
+    check_choice("Delta RNN version", version, DELTA_RNN_VERSIONS)
     if state is None:
-        state = DeltaRNNState(k.new_zeros(B, H, dv, dk), k.new_zeros(B, H, dv, dv), k.new_zeros(B, H, dv))
+        state = DeltaRNNState.zeros(k, v)
     z, W = delta_rule(q, k, v, beta, state.W, reset)
     out, R, y = DeltaRNNRecurrence.apply(z, rk, rv, rbeta, state.R, state.y, reset, version)
     return out, DeltaRNNState(W, R, y)
@@ -182,13 +180,10 @@ def delta_rnn(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, rk: Tensor, rv: Ten
 def delta_lstm(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, rk: Tensor, rv: Tensor, rbeta: Tensor,
                state: DeltaLSTMState | None = None, reset: Tensor | None = None, version: str = "D"):
     """Delta LSTM, RFWP Eqs. 20-40 (contract of ``reference.delta_lstm``)."""
-    if version not in DELTA_LSTM_VERSIONS:
-        raise ValueError(f"Delta LSTM version must be one of {DELTA_LSTM_VERSIONS}, got {version!r}")
-    B, H, G, L, dk = k.shape
-    dv = v.shape[-1]
+    check_choice("Delta LSTM version", version, DELTA_LSTM_VERSIONS)
+    H = k.shape[1]
     if state is None:
-        state = DeltaLSTMState(k.new_zeros(B, H, 3, dv, dk), k.new_zeros(B, H, 3, dv, dv),
-                               k.new_zeros(B, H, dv), k.new_zeros(B, H, dv))
+        state = DeltaLSTMState.zeros(k, v)
     # The three gates' feed-forward fast weights are three independent delta rules: fold them into heads.
     z, W = delta_rule(q.flatten(1, 2), k.flatten(1, 2), v.flatten(1, 2), beta.flatten(1, 2),
                       state.W.flatten(1, 2), reset)
@@ -201,11 +196,8 @@ def recurrent_delta_net(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, Rq: Tenso
                         rbeta: Tensor, state: RDNState | None = None, reset: Tensor | None = None,
                         key_map: str = "softmax"):
     """Recurrent Delta Net, RFWP Eqs. 15-18 (contract of ``reference.recurrent_delta_net``)."""
-    if key_map not in RDN_KEY_MAPS:
-        raise ValueError(f"RDN key_map must be one of {RDN_KEY_MAPS}, got {key_map!r}")
-    B, H, L, dk = k.shape
-    dv = v.shape[-1]
+    check_choice("RDN key_map", key_map, RDN_KEY_MAPS)
     if state is None:
-        state = RDNState(k.new_zeros(B, H, dv, dk), k.new_zeros(B, H, dv))
+        state = RDNState.zeros(k, v)
     out, W, y = RecurrentDeltaNetFunction.apply(q, k, v, beta, Rq, Rk, Rv, rbeta, state.W, state.y, reset, key_map)
     return out, RDNState(W, y)

@@ -29,6 +29,12 @@ class DeltaRNNState(NamedTuple):
     R: Tensor  # (B, H, d_value, d_value) recurrent fast weight, Eq. 12
     y: Tensor  # (B, H, d_value) previous output y^(i-1)
 
+    @classmethod
+    def zeros(cls, k: Tensor, v: Tensor) -> DeltaRNNState:
+        B, H, _, dk = k.shape
+        dv = v.shape[-1]
+        return cls(k.new_zeros(B, H, dv, dk), k.new_zeros(B, H, dv, dv), k.new_zeros(B, H, dv))
+
 
 class DeltaLSTMState(NamedTuple):
     W: Tensor  # (B, H, 3, d_value, d_key) fast weights W, W_f, W_o (gates u, f, o)
@@ -36,10 +42,34 @@ class DeltaLSTMState(NamedTuple):
     c: Tensor  # (B, H, d_value) cell
     y: Tensor  # (B, H, d_value) previous output
 
+    @classmethod
+    def zeros(cls, k: Tensor, v: Tensor) -> DeltaLSTMState:
+        B, H, _, _, dk = k.shape
+        dv = v.shape[-1]
+        return cls(k.new_zeros(B, H, 3, dv, dk), k.new_zeros(B, H, 3, dv, dv), k.new_zeros(B, H, dv),
+                   k.new_zeros(B, H, dv))
+
 
 class RDNState(NamedTuple):
     W: Tensor  # (B, H, d_value, d_key) fast weight
     y: Tensor  # (B, H, d_value) previous output y^(i-1), fed back by Eqs. 15-18
+
+    @classmethod
+    def zeros(cls, k: Tensor, v: Tensor) -> RDNState:
+        B, H, _, dk = k.shape
+        dv = v.shape[-1]
+        return cls(k.new_zeros(B, H, dv, dk), k.new_zeros(B, H, dv))
+
+
+DELTA_RNN_VERSIONS = ("A", "B")             # Eq. 19, Eq. 12
+DELTA_LSTM_VERSIONS = ("A", "B", "C", "D")  # Eqs. 20-24, 25-29, 30-35, 36-40
+RDN_KEY_MAPS = ("softmax", "elu_sum")       # φ of the RDN's keys and queries: authors' code, or ICML Eq. 29
+
+
+def check_choice(what: str, value: str, choices: tuple[str, ...]) -> None:
+    """One clear error for a version or map name that does not exist."""
+    if value not in choices:
+        raise ValueError(f"{what} must be one of {choices}, got {value!r}")
 
 
 def keep_mask(reset: Tensor | None, t: int, like: Tensor) -> Tensor | None:
@@ -109,13 +139,9 @@ def delta_rnn(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, rk: Tensor, rv: Ten
       version "A" (Eq. 19, Table 4):  y_t = softmax(W_t q_t + R_t y_{t-1})
     with y_0 = 0. Shapes: rk, rv (B, H, L, d_value); rbeta (B, H, L).
     """
-    if version not in ("A", "B"):
-        raise ValueError(f"Delta RNN version must be 'A' (Eq. 19) or 'B' (Eq. 12), got {version!r}")
-    B, H, L, dk = k.shape
-    dv = v.shape[-1]
-    if state is None:
-        state = DeltaRNNState(k.new_zeros(B, H, dv, dk), k.new_zeros(B, H, dv, dv), k.new_zeros(B, H, dv))
-    W, R, y = state
+    check_choice("Delta RNN version", version, DELTA_RNN_VERSIONS)
+    L = k.shape[2]
+    W, R, y = DeltaRNNState.zeros(k, v) if state is None else state
     out = []
     for t in range(L):
         W, R, y = apply_reset(DeltaRNNState(W, R, y), reset, t)
@@ -127,9 +153,6 @@ def delta_rnn(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, rk: Tensor, rv: Ten
             y = torch.softmax(matvec(W, q[:, :, t]) + matvec(R, y), dim=-1)
         out.append(y)
     return torch.stack(out, dim=2), DeltaRNNState(W, R, y)
-
-
-DELTA_LSTM_VERSIONS = ("A", "B", "C", "D")
 
 
 def delta_lstm(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, rk: Tensor, rv: Tensor, rbeta: Tensor,
@@ -147,16 +170,9 @@ def delta_lstm(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, rk: Tensor, rv: Te
       D: u = z_u + R_u s,       y_t = c_t ⊙ o                           (Eqs. 36-40, Table 1)
     and in all versions f = σ(z_f + R_f s), o = σ(z_o + R_o s), c_t = f ⊙ c_{t-1} + (1 − f) ⊙ u.
     """
-    if version not in DELTA_LSTM_VERSIONS:
-        raise ValueError(f"Delta LSTM version must be one of {DELTA_LSTM_VERSIONS}, got {version!r}")
-    B, H, G, L, dk = k.shape
-    dv = v.shape[-1]
-    if G != 3:
-        raise ValueError(f"Delta LSTM inputs need 3 gates (u, f, o) on axis 2, got {G}")
-    if state is None:
-        state = DeltaLSTMState(k.new_zeros(B, H, 3, dv, dk), k.new_zeros(B, H, 3, dv, dv),
-                               k.new_zeros(B, H, dv), k.new_zeros(B, H, dv))
-    W, R, c, y = state
+    check_choice("Delta LSTM version", version, DELTA_LSTM_VERSIONS)
+    L = k.shape[3]
+    W, R, c, y = DeltaLSTMState.zeros(k, v) if state is None else state
     out = []
     for t in range(L):
         W, R, c, y = apply_reset(DeltaLSTMState(W, R, c, y), reset, t)
@@ -175,9 +191,6 @@ def delta_lstm(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, rk: Tensor, rv: Te
             y = y + z[:, :, 0]
         out.append(y)
     return torch.stack(out, dim=2), DeltaLSTMState(W, R, c, y)
-
-
-RDN_KEY_MAPS = ("softmax", "elu_sum")
 
 
 def rdn_feature_map(x: Tensor, key_map: str) -> Tensor:
@@ -200,13 +213,9 @@ def recurrent_delta_net(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, Rq: Tenso
         β_t = σ(W_β x + R_β h),  W_t = W_{t-1} + β_t (v_t − W_{t-1} k_t) ⊗ k_t,  y_t = W_t q_t.
     φ is ``key_map``: "softmax" as in the authors' code, or "elu_sum" (ELU+1, sum-normalised).
     """
-    if key_map not in RDN_KEY_MAPS:
-        raise ValueError(f"RDN key_map must be one of {RDN_KEY_MAPS}, got {key_map!r}")
-    B, H, L, dk = k.shape
-    dv = v.shape[-1]
-    if state is None:
-        state = RDNState(k.new_zeros(B, H, dv, dk), k.new_zeros(B, H, dv))
-    W, y = state
+    check_choice("RDN key_map", key_map, RDN_KEY_MAPS)
+    L = k.shape[2]
+    W, y = RDNState.zeros(k, v) if state is None else state
     out = []
     for t in range(L):
         W, y = apply_reset(RDNState(W, y), reset, t)
