@@ -45,6 +45,35 @@ def gate_backward(dR, da, s, R_in, rk_t, delta, rbeta_t, dz, drk, drv, drbeta, b
 
 
 @triton.jit
+def load_gates(ptr, index, r_rel, r_mask, D: tl.constexpr):
+    """The three D×D matrices (gates u, f, o) stored at ``ptr`` for ``index`` (a batch·head or a slot)."""
+    base = ptr + index * 3 * D * D
+    return (tl.load(base + r_rel, mask=r_mask, other=0.0), tl.load(base + D * D + r_rel, mask=r_mask, other=0.0),
+            tl.load(base + 2 * D * D + r_rel, mask=r_mask, other=0.0))
+
+
+@triton.jit
+def store_gates(ptr, index, R_u, R_f, R_o, r_rel, r_mask, D: tl.constexpr):
+    base = ptr + index * 3 * D * D
+    tl.store(base + r_rel, R_u, mask=r_mask)
+    tl.store(base + D * D + r_rel, R_f, mask=r_mask)
+    tl.store(base + 2 * D * D + r_rel, R_o, mask=r_mask)
+
+
+@triton.jit
+def cell_forward(R_u, R_f, R_o, c, y, kp, z, rk, rv, rbeta, bh, t, L, i, m, D: tl.constexpr):
+    """One step of Eqs. 36-40 from the state before it; kp = 0 zeroes that state first (a reset)."""
+    s = masked_softmax(y * kp, m)
+    R_u, a_u, _, _, _ = gate_forward(R_u * kp, s, z, rk, rv, rbeta, bh, 0, t, L, i, m, D)
+    R_f, a_f, _, _, _ = gate_forward(R_f * kp, s, z, rk, rv, rbeta, bh, 1, t, L, i, m, D)
+    R_o, a_o, _, _, _ = gate_forward(R_o * kp, s, z, rk, rv, rbeta, bh, 2, t, L, i, m, D)
+    f = tl.sigmoid(a_f)
+    c = f * (c * kp) + (1.0 - f) * a_u  # version D: u = z_u + R_u s without a squashing
+    y = c * tl.sigmoid(a_o)
+    return R_u, R_f, R_o, c, y
+
+
+@triton.jit
 def delta_lstm_fwd(z, rk, rv, rbeta, keep, R0, c0, y0, out, R_out, c_out, y_out, R_ckpt, cy_ckpt, L, H, NC,
                    D: tl.constexpr, BD: tl.constexpr, CK: tl.constexpr):
     bh = tl.program_id(0).to(tl.int64)
@@ -53,31 +82,19 @@ def delta_lstm_fwd(z, rk, rv, rbeta, keep, R0, c0, y0, out, R_out, c_out, y_out,
     m = i < D
     r_rel = i[:, None] * D + i[None, :]
     r_mask = m[:, None] & m[None, :]
-    R_u = tl.load(R0 + (bh * 3 + 0) * D * D + r_rel, mask=r_mask, other=0.0)
-    R_f = tl.load(R0 + (bh * 3 + 1) * D * D + r_rel, mask=r_mask, other=0.0)
-    R_o = tl.load(R0 + (bh * 3 + 2) * D * D + r_rel, mask=r_mask, other=0.0)
+    R_u, R_f, R_o = load_gates(R0, bh, r_rel, r_mask, D)
     c = tl.load(c0 + bh * D + i, mask=m, other=0.0)
     y = tl.load(y0 + bh * D + i, mask=m, other=0.0)
     for n in range(0, NC):
         ckpt = bh * NC + n
-        tl.store(R_ckpt + (ckpt * 3 + 0) * D * D + r_rel, R_u, mask=r_mask)
-        tl.store(R_ckpt + (ckpt * 3 + 1) * D * D + r_rel, R_f, mask=r_mask)
-        tl.store(R_ckpt + (ckpt * 3 + 2) * D * D + r_rel, R_o, mask=r_mask)
+        store_gates(R_ckpt, ckpt, R_u, R_f, R_o, r_rel, r_mask, D)
         tl.store(cy_ckpt + (ckpt * 2 + 0) * D + i, c, mask=m)
         tl.store(cy_ckpt + (ckpt * 2 + 1) * D + i, y, mask=m)
         for t in range(n * CK, tl.minimum(n * CK + CK, L)):
             kp = tl.load(keep + b * L + t)  # reset: the whole state is zeroed before step t
-            s = masked_softmax(y * kp, m)
-            R_u, a_u, _, _, _ = gate_forward(R_u * kp, s, z, rk, rv, rbeta, bh, 0, t, L, i, m, D)
-            R_f, a_f, _, _, _ = gate_forward(R_f * kp, s, z, rk, rv, rbeta, bh, 1, t, L, i, m, D)
-            R_o, a_o, _, _, _ = gate_forward(R_o * kp, s, z, rk, rv, rbeta, bh, 2, t, L, i, m, D)
-            f = tl.sigmoid(a_f)
-            c = f * (c * kp) + (1.0 - f) * a_u  # version D: u = z_u + R_u s without a squashing
-            y = c * tl.sigmoid(a_o)
+            R_u, R_f, R_o, c, y = cell_forward(R_u, R_f, R_o, c, y, kp, z, rk, rv, rbeta, bh, t, L, i, m, D)
             tl.store(out + (bh * L + t) * D + i, y, mask=m)
-    tl.store(R_out + (bh * 3 + 0) * D * D + r_rel, R_u, mask=r_mask)
-    tl.store(R_out + (bh * 3 + 1) * D * D + r_rel, R_f, mask=r_mask)
-    tl.store(R_out + (bh * 3 + 2) * D * D + r_rel, R_o, mask=r_mask)
+    store_gates(R_out, bh, R_u, R_f, R_o, r_rel, r_mask, D)
     tl.store(c_out + bh * D + i, c, mask=m)
     tl.store(y_out + bh * D + i, y, mask=m)
 
@@ -92,9 +109,7 @@ def delta_lstm_bwd(rk, rv, rbeta, keep, z, R_ckpt, cy_ckpt, R_scratch, cy_scratc
     m = i < D
     r_rel = i[:, None] * D + i[None, :]
     r_mask = m[:, None] & m[None, :]
-    dR_u = tl.load(dR_out + (bh * 3 + 0) * D * D + r_rel, mask=r_mask, other=0.0)
-    dR_f = tl.load(dR_out + (bh * 3 + 1) * D * D + r_rel, mask=r_mask, other=0.0)
-    dR_o = tl.load(dR_out + (bh * 3 + 2) * D * D + r_rel, mask=r_mask, other=0.0)
+    dR_u, dR_f, dR_o = load_gates(dR_out, bh, r_rel, r_mask, D)
     dc = tl.load(dc_out + bh * D + i, mask=m, other=0.0)
     dy = tl.load(dy_out + bh * D + i, mask=m, other=0.0)
     for blk in range(0, NC):
@@ -103,34 +118,23 @@ def delta_lstm_bwd(rk, rv, rbeta, keep, z, R_ckpt, cy_ckpt, R_scratch, cy_scratc
         t1 = tl.minimum(t0 + CK, L)
         # Recompute the block forward, saving the state before each step.
         ckpt = bh * NC + n
-        R_u = tl.load(R_ckpt + (ckpt * 3 + 0) * D * D + r_rel, mask=r_mask, other=0.0)
-        R_f = tl.load(R_ckpt + (ckpt * 3 + 1) * D * D + r_rel, mask=r_mask, other=0.0)
-        R_o = tl.load(R_ckpt + (ckpt * 3 + 2) * D * D + r_rel, mask=r_mask, other=0.0)
+        R_u, R_f, R_o = load_gates(R_ckpt, ckpt, r_rel, r_mask, D)
         c = tl.load(cy_ckpt + (ckpt * 2 + 0) * D + i, mask=m, other=0.0)
         y = tl.load(cy_ckpt + (ckpt * 2 + 1) * D + i, mask=m, other=0.0)
         for t in range(t0, t1):
             slot = bh * CK + t - t0
-            tl.store(R_scratch + (slot * 3 + 0) * D * D + r_rel, R_u, mask=r_mask)
-            tl.store(R_scratch + (slot * 3 + 1) * D * D + r_rel, R_f, mask=r_mask)
-            tl.store(R_scratch + (slot * 3 + 2) * D * D + r_rel, R_o, mask=r_mask)
+            store_gates(R_scratch, slot, R_u, R_f, R_o, r_rel, r_mask, D)
             tl.store(cy_scratch + (slot * 2 + 0) * D + i, c, mask=m)
             tl.store(cy_scratch + (slot * 2 + 1) * D + i, y, mask=m)
             kp = tl.load(keep + b * L + t)
-            s = masked_softmax(y * kp, m)
-            R_u, a_u, _, _, _ = gate_forward(R_u * kp, s, z, rk, rv, rbeta, bh, 0, t, L, i, m, D)
-            R_f, a_f, _, _, _ = gate_forward(R_f * kp, s, z, rk, rv, rbeta, bh, 1, t, L, i, m, D)
-            R_o, a_o, _, _, _ = gate_forward(R_o * kp, s, z, rk, rv, rbeta, bh, 2, t, L, i, m, D)
-            f = tl.sigmoid(a_f)
-            c = f * (c * kp) + (1.0 - f) * a_u
-            y = c * tl.sigmoid(a_o)
+            R_u, R_f, R_o, c, y = cell_forward(R_u, R_f, R_o, c, y, kp, z, rk, rv, rbeta, bh, t, L, i, m, D)
         tl.debug_barrier()  # the scratch written above is read below by other threads
         for j in range(0, t1 - t0):
             t = t1 - 1 - j
             slot = bh * CK + t - t0
             kp = tl.load(keep + b * L + t)
-            Ru_in = tl.load(R_scratch + (slot * 3 + 0) * D * D + r_rel, mask=r_mask, other=0.0) * kp
-            Rf_in = tl.load(R_scratch + (slot * 3 + 1) * D * D + r_rel, mask=r_mask, other=0.0) * kp
-            Ro_in = tl.load(R_scratch + (slot * 3 + 2) * D * D + r_rel, mask=r_mask, other=0.0) * kp
+            Ru_in, Rf_in, Ro_in = load_gates(R_scratch, slot, r_rel, r_mask, D)
+            Ru_in, Rf_in, Ro_in = Ru_in * kp, Rf_in * kp, Ro_in * kp
             c_in = tl.load(cy_scratch + (slot * 2 + 0) * D + i, mask=m, other=0.0) * kp
             s = masked_softmax(tl.load(cy_scratch + (slot * 2 + 1) * D + i, mask=m, other=0.0) * kp, m)
             Ru_t, a_u, rk_u, delta_u, rbeta_u = gate_forward(Ru_in, s, z, rk, rv, rbeta, bh, 0, t, L, i, m, D)
@@ -156,8 +160,6 @@ def delta_lstm_bwd(rk, rv, rbeta, keep, z, R_ckpt, cy_ckpt, R_scratch, cy_scratc
             dc = dc * f * kp
             dy = softmax_backward(s, ds) * kp
         tl.debug_barrier()  # the next block overwrites the scratch read above
-    tl.store(dR0 + (bh * 3 + 0) * D * D + r_rel, dR_u, mask=r_mask)
-    tl.store(dR0 + (bh * 3 + 1) * D * D + r_rel, dR_f, mask=r_mask)
-    tl.store(dR0 + (bh * 3 + 2) * D * D + r_rel, dR_o, mask=r_mask)
+    store_gates(dR0, bh, dR_u, dR_f, dR_o, r_rel, r_mask, D)
     tl.store(dc0 + bh * D + i, dc, mask=m)
     tl.store(dy0 + bh * D + i, dy, mask=m)
