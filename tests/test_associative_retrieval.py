@@ -122,7 +122,7 @@ def test_schlag2021_read_is_layer_normalised_so_its_loss_has_a_floor():
 
 
 @pytest.mark.parametrize("variant", ["sum_favor64", "delta_dpfp1"])
-def test_trainer_resumes_bit_for_bit(variant):
+def test_trainer_resumes_where_it_stopped(variant):
     torch.manual_seed(7)
     trainer = RetrievalTrainer(config_for(variant, 8, "update"), seed=7)
     for step in range(3):
@@ -133,7 +133,9 @@ def test_trainer_resumes_bit_for_bit(variant):
     resumed = RetrievalTrainer(config_for(variant, 8, "update"), seed=7)
     resumed.load_state_dict(state)
     again = [resumed.train_step(step)["loss"] for step in range(3, 6)] + [resumed.evaluate()["loss"]]
-    assert straight == again
+    # Same data, draws and weights; float32 BLAS results may still differ in the last bit with the
+    # memory alignment of freshly allocated tensors (seen once in CI), hence a relative 1e-6.
+    torch.testing.assert_close(torch.tensor(again), torch.tensor(straight), rtol=1e-6, atol=0)
 
 
 def test_short_training_run_learns_to_retrieve():
