@@ -15,6 +15,8 @@ Key-side gradients (q, k, β) are written per value block and summed by the call
 import triton
 import triton.language as tl
 
+from .fast_weight_step import weight_tile
+
 IEEE = tl.constexpr("ieee")  # exact float32 products: TF32 would miss the reference by about 1e-3
 
 
@@ -59,12 +61,7 @@ def chunked_delta_fwd(q, k, v, beta, keep, W0, out, W_out, states, L, H, NC,
     bh = tl.program_id(0).to(tl.int64)
     b = bh // H
     it = tl.arange(0, C)
-    ik = tl.arange(0, BK)
-    iv = tl.program_id(1) * BV + tl.arange(0, BV)
-    mk = ik < DK
-    mv = iv < DV
-    w_rel = iv[:, None] * DK + ik[None, :]
-    w_mask = mv[:, None] & mk[None, :]
+    iv, ik, mv, mk, w_rel, w_mask = weight_tile(tl.program_id(1) * BV, DV, DK, BV, BK)
     S = tl.load(W0 + bh * DV * DK + w_rel, mask=w_mask, other=0.0)
     for n in range(0, NC):
         tl.store(states + (bh * NC + n) * DV * DK + w_rel, S, mask=w_mask)
@@ -98,12 +95,7 @@ def chunked_delta_bwd(q, k, v, beta, keep, states, d_out, dW_out, dq, dk, dv, db
     b = bh // H
     part = tl.program_id(1) * tl.num_programs(0) + bh  # this value block's slice of dq, dk, dβ
     it = tl.arange(0, C)
-    ik = tl.arange(0, BK)
-    iv = tl.program_id(1) * BV + tl.arange(0, BV)
-    mk = ik < DK
-    mv = iv < DV
-    w_rel = iv[:, None] * DK + ik[None, :]
-    w_mask = mv[:, None] & mk[None, :]
+    iv, ik, mv, mk, w_rel, w_mask = weight_tile(tl.program_id(1) * BV, DV, DK, BV, BK)
     causal = it[:, None] >= it[None, :]
     strict = it[:, None] > it[None, :]
     dS = tl.load(dW_out + bh * DV * DK + w_rel, mask=w_mask, other=0.0)

@@ -14,7 +14,7 @@ Layouts: z, k^r, v^r (BH, 3, L, D); β^r (BH, 3, L); R (BH, 3, D, D); checkpoint
 import triton
 import triton.language as tl
 
-from .fast_weight_step import delta_step, delta_step_backward, masked_softmax, softmax_backward
+from .fast_weight_step import delta_step, delta_step_backward, masked_softmax, softmax_backward, weight_tile
 
 
 @triton.jit
@@ -78,10 +78,7 @@ def delta_lstm_fwd(z, rk, rv, rbeta, keep, R0, c0, y0, out, R_out, c_out, y_out,
                    D: tl.constexpr, BD: tl.constexpr, CK: tl.constexpr):
     bh = tl.program_id(0).to(tl.int64)
     b = bh // H
-    i = tl.arange(0, BD)
-    m = i < D
-    r_rel = i[:, None] * D + i[None, :]
-    r_mask = m[:, None] & m[None, :]
+    i, _ik, m, _mk, r_rel, r_mask = weight_tile(0, D, D, BD, BD)  # square: key indices are i too
     R_u, R_f, R_o = load_gates(R0, bh, r_rel, r_mask, D)
     c = tl.load(c0 + bh * D + i, mask=m, other=0.0)
     y = tl.load(y0 + bh * D + i, mask=m, other=0.0)
@@ -105,10 +102,7 @@ def delta_lstm_bwd(rk, rv, rbeta, keep, z, R_ckpt, cy_ckpt, R_scratch, cy_scratc
                    D: tl.constexpr, BD: tl.constexpr, CK: tl.constexpr):
     bh = tl.program_id(0).to(tl.int64)
     b = bh // H
-    i = tl.arange(0, BD)
-    m = i < D
-    r_rel = i[:, None] * D + i[None, :]
-    r_mask = m[:, None] & m[None, :]
+    i, _ik, m, _mk, r_rel, r_mask = weight_tile(0, D, D, BD, BD)  # square: key indices are i too
     dR_u, dR_f, dR_o = load_gates(dR_out, bh, r_rel, r_mask, D)
     dc = tl.load(dc_out + bh * D + i, mask=m, other=0.0)
     dy = tl.load(dy_out + bh * D + i, mask=m, other=0.0)

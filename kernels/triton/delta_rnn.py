@@ -13,7 +13,7 @@ O(L/CK + CK) states and resets are exact.
 import triton
 import triton.language as tl
 
-from .fast_weight_step import delta_step, delta_step_backward, masked_softmax, softmax_backward
+from .fast_weight_step import delta_step, delta_step_backward, masked_softmax, softmax_backward, weight_tile
 
 
 @triton.jit
@@ -21,10 +21,7 @@ def delta_rnn_fwd(z, rk, rv, rbeta, keep, R0, y0, out, R_out, y_out, R_ckpt, y_c
                   D: tl.constexpr, BD: tl.constexpr, CK: tl.constexpr):
     bh = tl.program_id(0).to(tl.int64)
     b = bh // H
-    i = tl.arange(0, BD)
-    m = i < D
-    r_rel = i[:, None] * D + i[None, :]
-    r_mask = m[:, None] & m[None, :]
+    i, _ik, m, _mk, r_rel, r_mask = weight_tile(0, D, D, BD, BD)  # square: key indices are i too
     R = tl.load(R0 + bh * D * D + r_rel, mask=r_mask, other=0.0)
     y = tl.load(y0 + bh * D + i, mask=m, other=0.0)
     for n in range(0, NC):
@@ -49,10 +46,7 @@ def delta_rnn_bwd(rk, rv, rbeta, keep, z, R_ckpt, y_ckpt, R_scratch, y_scratch, 
                   D: tl.constexpr, BD: tl.constexpr, CK: tl.constexpr):
     bh = tl.program_id(0).to(tl.int64)
     b = bh // H
-    i = tl.arange(0, BD)
-    m = i < D
-    r_rel = i[:, None] * D + i[None, :]
-    r_mask = m[:, None] & m[None, :]
+    i, _ik, m, _mk, r_rel, r_mask = weight_tile(0, D, D, BD, BD)  # square: key indices are i too
     dR = tl.load(dR_out + bh * D * D + r_rel, mask=r_mask, other=0.0)
     dy = tl.load(dy_out + bh * D + i, mask=m, other=0.0)
     for c in range(0, NC):

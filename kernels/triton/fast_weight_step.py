@@ -1,11 +1,23 @@
-"""Device functions shared by the Triton kernels: one delta-rule step on a fast weight held in
-registers and its backward, and a softmax over a padded vector and its backward.
+"""Device functions shared by the Triton kernels: the index tile of a fast weight block, one delta-rule
+step on a fast weight held in registers and its backward, and a softmax over a padded vector and its
+backward.
 
 Shapes: a fast weight W is a (rows, cols) block (value rows, key columns); vectors are 1-D blocks
 whose padding beyond the real head dimension holds zeros.
 """
 import triton
 import triton.language as tl
+
+
+@triton.jit
+def weight_tile(v0, DV: tl.constexpr, DK: tl.constexpr, BV: tl.constexpr, BK: tl.constexpr):
+    """The block of value rows v0..v0+BV and key columns 0..BK of a row-major DV × DK fast weight:
+    value and key indices, their masks against the real sizes, element offsets and the block's mask."""
+    iv = v0 + tl.arange(0, BV)
+    ik = tl.arange(0, BK)
+    mv = iv < DV
+    mk = ik < DK
+    return iv, ik, mv, mk, iv[:, None] * DK + ik[None, :], mv[:, None] & mk[None, :]
 
 
 @triton.jit

@@ -15,7 +15,8 @@ Layouts: q, k (BH, L, DK), v (BH, L, DV), β (BH, L); R_q, R_k (H, DK, DV), R_v 
 import triton
 import triton.language as tl
 
-from .fast_weight_step import delta_step, delta_step_backward, masked_softmax, softmax_backward, tanh
+from .fast_weight_step import (delta_step, delta_step_backward, masked_softmax, softmax_backward, tanh,
+                               weight_tile)
 
 
 @triton.jit
@@ -50,12 +51,7 @@ def rdn_fwd(q, k, v, beta, Rq, Rk, Rv, rbeta, keep, W0, y0, out, W_out, y_out, W
             DK: tl.constexpr, DV: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, CK: tl.constexpr):
     bh = tl.program_id(0).to(tl.int64)
     b = bh // H
-    ik = tl.arange(0, BK)
-    iv = tl.arange(0, BV)
-    mk = ik < DK
-    mv = iv < DV
-    w_rel = iv[:, None] * DK + ik[None, :]
-    w_mask = mv[:, None] & mk[None, :]
+    iv, ik, mv, mk, w_rel, w_mask = weight_tile(0, DV, DK, BV, BK)
     Rq_h, Rk_h, Rv_h, rbeta_h = load_slow_weights(Rq, Rk, Rv, rbeta, bh % H, ik, iv, mk, mv, DK, DV)
     W = tl.load(W0 + bh * DV * DK + w_rel, mask=w_mask, other=0.0)
     y = tl.load(y0 + bh * DV + iv, mask=mv, other=0.0)
@@ -77,12 +73,7 @@ def rdn_bwd(q, k, v, beta, Rq, Rk, Rv, rbeta, keep, W_ckpt, y_ckpt, W_scratch, y
             DK: tl.constexpr, DV: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, CK: tl.constexpr):
     bh = tl.program_id(0).to(tl.int64)
     b = bh // H
-    ik = tl.arange(0, BK)
-    iv = tl.arange(0, BV)
-    mk = ik < DK
-    mv = iv < DV
-    w_rel = iv[:, None] * DK + ik[None, :]
-    w_mask = mv[:, None] & mk[None, :]
+    iv, ik, mv, mk, w_rel, w_mask = weight_tile(0, DV, DK, BV, BK)
     Rq_h, Rk_h, Rv_h, rbeta_h = load_slow_weights(Rq, Rk, Rv, rbeta, bh % H, ik, iv, mk, mv, DK, DV)
     dW = tl.load(dW_out + bh * DV * DK + w_rel, mask=w_mask, other=0.0)
     dy = tl.load(dy_out + bh * DV + iv, mask=mv, other=0.0)

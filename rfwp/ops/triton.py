@@ -138,6 +138,15 @@ def _sum_blocks(partial: Tensor, like: Tensor) -> Tensor:
     return partial.sum(0).view(like.shape).to(like.dtype)
 
 
+def _gradient_buffers(k: Tensor, v: Tensor, value_blocks: int):
+    """dq, dk, dβ with one slice per value block (each block's program writes its own; ``_sum_blocks``
+    adds them), and dv."""
+    B, H, L, DK = k.shape
+    dq = k.new_empty(value_blocks, B * H, L, DK, dtype=torch.float32)
+    return (dq, torch.empty_like(dq), k.new_empty(value_blocks, B * H, L, dtype=torch.float32),
+            k.new_empty(B, H, L, v.shape[-1], dtype=torch.float32))
+
+
 class _FusedRecurrent(torch.autograd.Function):
     """Sum rule (``beta`` None) or delta rule, fused recurrent kernel; q, k, v (B, H, L, d) contiguous."""
 
@@ -164,10 +173,7 @@ class _FusedRecurrent(torch.autograd.Function):
         is_delta = beta is not None
         BK, BV = _block(DK), min(_block(DV), VALUE_BLOCK)
         NV = _cdiv(DV, BV)
-        dq = k.new_empty(NV, B * H, L, DK, dtype=torch.float32)
-        dk = torch.empty_like(dq)
-        dbeta = k.new_empty(NV, B * H, L, dtype=torch.float32)
-        dv = k.new_empty(B, H, L, DV, dtype=torch.float32)
+        dq, dk, dbeta, dv = _gradient_buffers(k, v, NV)
         dW0 = torch.empty_like(W0)
         _kernels["fused_recurrent"].fused_recurrent_bwd[(B * H, NV)](
             q, k, v, beta if is_delta else keep, keep, W0, delta if is_delta else dv,
@@ -203,10 +209,7 @@ class _ChunkedDeltaRule(torch.autograd.Function):
         NC = states.shape[1]
         BK, BV = _block(DK), min(_block(DV), VALUE_BLOCK)
         NV = _cdiv(DV, BV)
-        dq = k.new_empty(NV, B * H, L, DK, dtype=torch.float32)
-        dk = torch.empty_like(dq)
-        dbeta = k.new_empty(NV, B * H, L, dtype=torch.float32)
-        dv = k.new_empty(B, H, L, DV, dtype=torch.float32)
+        dq, dk, dbeta, dv = _gradient_buffers(k, v, NV)
         dW0 = k.new_empty(B, H, DV, DK, dtype=torch.float32)
         _kernels["chunked_delta_rule"].chunked_delta_bwd[(B * H, NV)](
             q, k, v, beta, keep, states, d_out.contiguous(), dW.contiguous(),
