@@ -19,12 +19,24 @@ from torch import Tensor, nn
 
 FEATURE_MAPS = ("elu", "dpfp", "favor", "softmax", "identity")
 NORMALISATIONS = ("sum", "attention", "none")
+# φ for keys and queries read by a delta rule inside a recurrence (the RDN's q and k, the Delta RNN/LSTM
+# recurrent keys), which must be positive and sum to one (RFWP Sec. 3.1): "softmax" (authors' code) or
+# "elu_sum" (ELU+1 then sum normalisation, ICML Eq. 29). ``build_key_map`` builds one by name.
+KEY_MAPS = ("softmax", "elu_sum")
+
+
+def check_choice(what: str, value: str, choices: tuple[str, ...]) -> None:
+    """One clear error for a name (feature map, version, key map) that does not exist."""
+    if value not in choices:
+        raise ValueError(f"{what} must be one of {choices}, got {value!r}")
 
 
 def elu_plus_one(x: Tensor) -> Tensor:
     """Katharopoulos et al.'s φ(x) = ELU(x) + 1 (ICML Eq. 30): x + 1 for x > 0, exp(x) otherwise; d_dot = d_key.
-    Written with exp rather than as ELU(x) + 1, which rounds to exactly 0 in float32 below x ≈ −17."""
-    return torch.where(x > 0, x + 1, torch.exp(x.clamp(max=0)))
+    Written as exp(min(x, 0)) + max(x, 0) rather than ELU(x) + 1, which rounds to exactly 0 in float32 below
+    x ≈ −17 (and without torch.where, several times slower here, forward and backward). min(x, 0) is −relu(−x),
+    whose gradient at 0 is 0, so that the gradient at x = 0 is 1 (clamp would pass 1 on both sides: 2)."""
+    return torch.exp(-F.relu(-x)) + x.clamp(min=0)
 
 
 def dpfp(x: Tensor, nu: int = 1) -> Tensor:
@@ -34,11 +46,15 @@ def dpfp(x: Tensor, nu: int = 1) -> Tensor:
     each is a product of two rectified coordinates, so inputs in different orthants of the
     (x_i, x_{i+j}) planes map to orthogonal vectors (ICML Fig. 1 for d_key = 2, ν = 1).
     """
-    d2 = 2 * x.shape[-1]
-    if not 1 <= nu < d2:
-        raise ValueError(f"DPFP needs 1 <= nu < 2*d_key = {d2}, got nu={nu}")
+    check_dpfp_nu(nu, x.shape[-1])
     xp = torch.cat([F.relu(x), F.relu(-x)], dim=-1)
     return torch.cat([xp * xp.roll(shifts=j, dims=-1) for j in range(1, nu + 1)], dim=-1)
+
+
+def check_dpfp_nu(nu: int, d_key: int) -> None:
+    """DPFP-ν rolls [r(x), r(−x)] (2·d_key entries) by 1..ν: ν must be at least 1 and below 2·d_key."""
+    if not 1 <= nu < 2 * d_key:
+        raise ValueError(f"DPFP needs 1 <= nu < 2*d_key = {2 * d_key}, got nu={nu}")
 
 
 def orthogonal_gaussian(m: int, d: int, generator: torch.Generator | None = None,
@@ -84,8 +100,8 @@ class FeatureMap(nn.Module):
             raise ValueError(f"unknown normalisation {normalisation!r}; choose one of {NORMALISATIONS}")
         self.name, self.d_key, self.nu, self.m = name, d_key, nu, m
         self.normalisation, self.eps = normalisation, eps
-        if name == "dpfp" and not 1 <= nu < 2 * d_key:
-            raise ValueError(f"DPFP needs 1 <= nu < 2*d_key = {2 * d_key}, got nu={nu}")
+        if name == "dpfp":
+            check_dpfp_nu(nu, d_key)
         if name == "favor":
             self.register_buffer("features", orthogonal_gaussian(m, d_key), persistent=True)
 
@@ -123,3 +139,11 @@ class FeatureMap(nn.Module):
     def extra_repr(self) -> str:
         extra = {"dpfp": f", nu={self.nu}", "favor": f", m={self.m}"}.get(self.name, "")
         return f"{self.name}{extra}, d_key={self.d_key}, d_dot={self.d_dot}, normalisation={self.normalisation}"
+
+
+def build_key_map(name: str, d_key: int) -> FeatureMap:
+    """The key map ``name`` (one of KEY_MAPS) for keys and queries of size ``d_key``, as a FeatureMap."""
+    check_choice("key map", name, KEY_MAPS)
+    if name == "softmax":
+        return FeatureMap("softmax", d_key=d_key, normalisation="none")
+    return FeatureMap("elu", d_key=d_key, normalisation="sum")

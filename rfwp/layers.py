@@ -23,12 +23,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import ops
-from .feature_maps import FeatureMap
-from .ops.reference import DELTA_LSTM_VERSIONS, DELTA_RNN_VERSIONS, RDN_KEY_MAPS, check_choice
-
-# Maps for keys that must live in the d_value-dimensional space of a recurrent fast weight:
-# "softmax" (authors' code) or "elu_sum" (ELU+1, sum-normalised; ICML Eq. 29).
-KEY_MAPS = RDN_KEY_MAPS
+from .feature_maps import KEY_MAPS, FeatureMap, build_key_map, check_choice
+from .ops.reference import DELTA_LSTM_VERSIONS, DELTA_RNN_VERSIONS
 
 
 @dataclass(frozen=True)
@@ -48,13 +44,6 @@ class FeatureMapConfig:
 # (original-code.md §3): their fast queries are outputs of other fast weights and can be exactly
 # zero (a DPFP key orthogonal to the query), where φ(x)/Σφ(x) would be 0/0.
 FAST_QUERY_EPS = 1e-5
-
-
-def key_map(name: str, d: int) -> FeatureMap:
-    check_choice("key map", name, KEY_MAPS)
-    if name == "softmax":
-        return FeatureMap("softmax", d_key=d, normalisation="none")
-    return FeatureMap("elu", d_key=d, normalisation="sum")
 
 
 def check_reset(reset: Tensor | None, batch: int, length: int) -> None:
@@ -118,7 +107,8 @@ def running_key_sums(k: Tensor, z0: Tensor, reset: Tensor | None) -> tuple[Tenso
     t = torch.arange(L, device=k.device)
     start = torch.where(reset, t, 0).cummax(dim=1).values                   # first step of t's segment
     before = sums.gather(2, start[:, None, :, None].expand(B, H, L, d))
-    carried = (reset.cumsum(1) == 0).to(k.dtype)[:, None, :, None] * z0.unsqueeze(2)  # z0 until a reset
+    # z0 until the first reset, then 0: overwritten, so that an inf or NaN z0 is forgotten too
+    carried = torch.where((reset.cumsum(1) == 0)[:, None, :, None], z0.unsqueeze(2), 0.0)
     return sums[:, :, :-1] - before + carried, sums[:, :, 1:] - before + carried
 
 
@@ -221,7 +211,7 @@ class DeltaRNNLayer(MultiHeadLayer):
         self.phi = phi.build(d)
         # R's keys must be positive and sum to one for a stable delta rule (RFWP Sec. 3.1); the
         # paper leaves their map open, the authors use a softmax (original-code.md §3).
-        self.recurrent_key = key_map(recurrent_key_map, d)
+        self.recurrent_key = build_key_map(recurrent_key_map, d)
 
     def forward(self, x: Tensor, state=None, reset: Tensor | None = None):
         q, k, v, b, rk, rv, rb = self.slow_net(x, reset)
@@ -246,7 +236,7 @@ class DeltaLSTMLayer(MultiHeadLayer):
         check_choice("Delta LSTM version", version, DELTA_LSTM_VERSIONS)
         self.version, self.implementation = version, implementation
         self.phi = phi.build(d_head)
-        self.recurrent_key = key_map(recurrent_key_map, d_head)
+        self.recurrent_key = build_key_map(recurrent_key_map, d_head)
 
     def forward(self, x: Tensor, state=None, reset: Tensor | None = None):
         q, k, v, b, rk, rv, rb = self.slow_net(x, reset)
@@ -398,6 +388,10 @@ class SoftmaxAttention(MultiHeadLayer):
             j = torch.arange(M + L, device=x.device)
             visible = j <= i if self.memory is None else (j <= i) & (i - j <= self.memory)
             mask = visible & (key_segment[:, None, :] == segment[:, :, None])
+            # keys and values no query sees are overwritten: an inf or NaN in a forgotten cache would
+            # otherwise reach every output through its zero attention weight (0 · inf)
+            seen = mask.any(1)[:, None, :, None]
+            keys, values = torch.where(seen, keys, 0.0), torch.where(seen, values, 0.0)
             y = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask[:, None])
             cache = AttentionCache(keys, values, key_segment == segment[:, -1:])
         return self.project_out(y), self._trim(cache)

@@ -109,3 +109,37 @@ def assert_matches_reference(op: str, fast, kwargs, atol: float = 1e-9, rtol: fl
         torch.testing.assert_close(results[name], r, atol=atol, rtol=rtol, msg=lambda m: f"{op} {name}: {m}")
     for name, r in ref_grads.items():
         torch.testing.assert_close(grads[name], r, atol=atol, rtol=rtol, msg=lambda m: f"{op} grad {name}: {m}")
+
+
+
+def map_state(fn, state):
+    """``fn`` applied to every floating tensor of a state (a tensor, or a tuple, list or NamedTuple of
+    states), keeping its structure."""
+    if isinstance(state, torch.Tensor):
+        return fn(state) if state.is_floating_point() else state
+    parts = (map_state(fn, s) for s in state)
+    return type(state)(*parts) if hasattr(state, "_fields") else type(state)(parts)
+
+
+def poisoned(t: torch.Tensor) -> torch.Tensor:
+    """A leaf requiring grad shaped like ``t``, filled with inf, −inf and NaN in turn."""
+    values = torch.tensor([float("inf"), float("-inf"), float("nan")], dtype=t.dtype)
+    return values.repeat(t.numel() // 3 + 1)[:t.numel()].view(t.shape).requires_grad_(True)
+
+
+def assert_reset_overwrites_state(op: str, fn, shape=(2, 2, 20, 4, 4), extra=None, atol=1e-9, rtol=1e-7,
+                                  dtype=torch.float64):
+    """A reset at step 0 of every row overwrites the initial state: an inf/NaN state gives finite outputs, final
+    state and gradients, equal to those of a zero initial state (a reset by multiplying with 0 gives NaN)."""
+    kwargs = {**make_inputs(op, *shape, seed=11, dtype=dtype, reset_prob=0.0), **(extra or {})}
+    reset = torch.zeros(shape[0], shape[2], dtype=torch.bool)
+    reset[:, 0] = True
+    reset[0, shape[2] // 2] = True
+    zeros = {**kwargs, "reset": reset,
+             "state": map_state(lambda t: torch.zeros_like(t, requires_grad=True), kwargs["state"])}
+    expected, expected_grads = run_with_grads(fn, zeros)
+    results, grads = run_with_grads(fn, {**zeros, "state": map_state(poisoned, kwargs["state"])})
+    for kind, got, want in (("", results, expected), ("grad ", grads, expected_grads)):
+        for name, r in got.items():
+            assert torch.isfinite(r).all(), f"{op} {kind}{name} is not finite after a reset of an inf/NaN state"
+            torch.testing.assert_close(r, want[name], atol=atol, rtol=rtol, msg=lambda m: f"{op} {kind}{name}: {m}")

@@ -3,17 +3,14 @@ final state and the gradients of q, k, v, β and the initial state, across chunk
 from __future__ import annotations
 
 import functools
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-from oracle import assert_matches_reference, awkward_shapes, make_inputs, run_with_grads  # noqa: E402
-
-import rfwp.ops  # noqa: E402
-from rfwp.ops import chunked, reference  # noqa: E402
+import rfwp.ops
+from oracle import (assert_matches_reference, assert_reset_overwrites_state, awkward_shapes, make_inputs,
+                    run_with_grads)
+from rfwp.ops import chunked, reference
 
 OPS = ("sum_rule", "delta_rule")
 SHAPES = awkward_shapes(50)
@@ -101,3 +98,9 @@ def test_bad_chunk_size_is_rejected(chunk_size):
     kwargs = make_inputs("delta_rule", 1, 1, 5, 3, 3)
     with pytest.raises(ValueError, match="chunk_size must be a positive int"):
         chunked.delta_rule(**kwargs, chunk_size=chunk_size)
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_reset_overwrites_an_inf_or_nan_state(op):
+    """Chunks of 8 over 20 steps: resets at step 0 and, in one row, inside the second chunk."""
+    assert_reset_overwrites_state(op, chunked_op(op, 8))

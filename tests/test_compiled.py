@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import rfwp.ops
-from oracle import assert_matches_reference, awkward_shapes, make_inputs
-from rfwp.feature_maps import elu_plus_one, sum_normalise
+from oracle import assert_matches_reference, assert_reset_overwrites_state, awkward_shapes, make_inputs
+from rfwp.feature_maps import KEY_MAPS, elu_plus_one, sum_normalise
 from rfwp.ops import compiled, reference
 
 if shutil.which("c++") is None:
@@ -21,7 +21,7 @@ if shutil.which("c++") is None:
 VARIANTS = [("delta_rule", {}, 128),
             *[("delta_rnn", {"version": v}, 128) for v in ("A", "B")],
             *[("delta_lstm", {"version": v}, 64) for v in reference.DELTA_LSTM_VERSIONS],
-            *[("recurrent_delta_net", {"key_map": m}, 64) for m in reference.RDN_KEY_MAPS]]
+            *[("recurrent_delta_net", {"key_map": m}, 64) for m in KEY_MAPS]]
 VARIANT_IDS = [f"{op}-{'-'.join(extra.values()) or 'plain'}" for op, extra, _ in VARIANTS]
 
 
@@ -104,7 +104,7 @@ def test_gradcheck_delta_lstm_recurrence(version):
                (z, kw["rk"], kw["rv"], kw["rbeta"], s.R, s.c, s.y, _reset(2, 6), version))
 
 
-@pytest.mark.parametrize("key_map", reference.RDN_KEY_MAPS)
+@pytest.mark.parametrize("key_map", KEY_MAPS)
 def test_gradcheck_recurrent_delta_net(key_map):
     kw = make_inputs("recurrent_delta_net", 2, 2, 6, 3, 3, seed=3, reset_prob=0.0)
     s = kw["state"]
@@ -175,3 +175,9 @@ def test_long_adversarial_run_stays_finite():
     for name, x32, x64 in zip(["out", "W", "dq", "dk", "dv", "dbeta"], runs[torch.float32], runs[torch.float64]):
         assert torch.isfinite(x32).all(), name
         assert (x32.double() - x64).abs().max() <= 1e-5 * x64.abs().max(), name
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=VARIANT_IDS)
+def test_reset_overwrites_an_inf_or_nan_state(variant):
+    op, extra, _ = variant
+    assert_reset_overwrites_state(op, getattr(compiled, op), extra=extra)

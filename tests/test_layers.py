@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from oracle import map_state, poisoned
 from rfwp.layers import (AttentionCache, Block, DeltaDeltaNetLayer, DeltaLSTMLayer, DeltaMLPLayer, DeltaNetLayer,
                          DeltaRNNLayer, FeatureMapConfig, LinearTransformerLayer, RecurrentDeltaNetLayer,
                          SoftmaxAttention, normalised_delta_rule, normalised_sum_rule)
@@ -45,14 +46,6 @@ def tensors(state):
     if isinstance(state, torch.Tensor):
         return [state]
     return [t for s in state for t in tensors(s)]
-
-
-def as_leaves(state):
-    """The state with every floating tensor a fresh leaf requiring grad (same structure)."""
-    if isinstance(state, torch.Tensor):
-        return state.detach().requires_grad_(True) if state.is_floating_point() else state
-    return type(state)(*(as_leaves(s) for s in state)) if hasattr(state, "_fields") else \
-        type(state)(as_leaves(s) for s in state)
 
 
 # ---------------------------------------------------------------- attention normalisation
@@ -137,11 +130,26 @@ def test_reset_forgets_everything_before_it(name):
 
 
 @pytest.mark.parametrize("name", LAYERS)
+def test_reset_overwrites_an_inf_or_nan_state(name):
+    """A reset at the first step forgets an initial state full of inf and NaN (0 · inf would be NaN)."""
+    layer = build(name)
+    x, _ = inputs()
+    reset = torch.zeros(2, 11, dtype=torch.bool)
+    reset[:, 0] = True
+    _, state = layer(x[:, :4])
+    y, end = layer(x, reset=reset)
+    y_bad, end_bad = layer(x, map_state(poisoned, state), reset)
+    torch.testing.assert_close(y_bad, y)
+    for a, b in zip(tensors(end_bad), tensors(end), strict=True):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("name", LAYERS)
 def test_gradient_reaches_initial_state(name):
     layer = build(name)
     x, _ = inputs()
     _, state = layer(x[:, :4])
-    state = as_leaves(state)
+    state = map_state(lambda t: t.detach().requires_grad_(True), state)
     y, _ = layer(x[:, 4:], state)
     y.square().sum().backward()
     for t in tensors(state):

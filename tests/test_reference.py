@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from oracle import make_inputs
+from oracle import OPS, assert_reset_overwrites_state, make_inputs
 from rfwp import ops
 from rfwp.ops import reference
 
@@ -116,3 +116,22 @@ def test_delta_lstm_needs_three_gates():
     kw.update(q=kw["q"][:, :, :2], k=kw["k"][:, :, :2])
     with pytest.raises(ValueError, match="2 gates on axis 2 but must have 3"):
         ops.delta_lstm(**kw)
+
+
+def test_rdn_elu_sum_key_map_does_not_underflow_in_float32():
+    """ELU(x) + 1 rounds to 0 in float32 below x ≈ −17; with every pre-activation there, a naive φ(x)/Σφ(x)
+    is 0/0. The RDN's "elu_sum" map must stay finite and equal the float64 run."""
+    kw = make_inputs("recurrent_delta_net", 1, 2, 6, 4, 4, seed=6, dtype=torch.float32, reset_prob=0,
+                     with_state=False)
+    kw = {n: t.detach() for n, t in kw.items()}
+    kw["q"], kw["k"] = kw["q"] - 40, kw["k"] - 40
+    out, state = reference.recurrent_delta_net(**kw, key_map="elu_sum")
+    out64, state64 = reference.recurrent_delta_net(**{n: t.double() for n, t in kw.items()}, key_map="elu_sum")
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out, out64.float(), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(state.W, state64.W.float(), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_reset_overwrites_an_inf_or_nan_state(op):
+    assert_reset_overwrites_state(op, getattr(reference, op))

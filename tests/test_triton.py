@@ -15,7 +15,7 @@ import torch  # noqa: E402
 
 import rfwp.ops  # noqa: E402
 import rfwp.ops.triton as tr  # noqa: E402
-from oracle import assert_matches_reference, leaves, make_inputs  # noqa: E402
+from oracle import assert_matches_reference, assert_reset_overwrites_state, leaves, make_inputs  # noqa: E402
 from rfwp.ops import reference  # noqa: E402
 
 pytestmark = pytest.mark.triton
@@ -194,3 +194,9 @@ def test_kernels_compile_for_a_gpu_target():
     done = subprocess.run([sys.executable, "-c", COMPILE_FOR_SM80], env=env, cwd=root, capture_output=True,
                           text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+@pytest.mark.parametrize("name,op,fn", KERNELS, ids=KERNEL_IDS)
+def test_reset_overwrites_an_inf_or_nan_state(name, op, fn):
+    """L = 20 crosses a WY chunk and a cell checkpoint (16 steps); d_value 33 spans two value blocks."""
+    assert_reset_overwrites_state(op, fn, shape=(2, 1, 20, 5, 33), dtype=torch.float32, atol=1e-4, rtol=1e-4)

@@ -29,6 +29,13 @@ def segments(keep, C: tl.constexpr):
 
 
 @triton.jit
+def from_state(seg, X):
+    """The rows of X (one per step, a product with the carried state S) for the steps before the chunk's first
+    reset, zeros after it: overwritten, so that an inf or NaN S is forgotten too."""
+    return tl.where(seg[:, None] == 0, X, 0.0)
+
+
+@triton.jit
 def inverse_unit_lower(A, C: tl.constexpr):
     """(I + A)⁻¹ for strictly lower-triangular A, by forward substitution one row at a time."""
     it = tl.arange(0, C)
@@ -45,11 +52,10 @@ def wy(S, K, V, beta, seg, C: tl.constexpr):
     """The chunk's T, P = V − first ⊙ K Sᵀ, U = T diag(β) P, and K Kᵀ (reused by the backward)."""
     it = tl.arange(0, C)
     same = seg[:, None] == seg[None, :]
-    first = tl.where(seg == 0, 1.0, 0.0)
     KK = tl.dot(K, tl.trans(K), input_precision=IEEE)
     A = tl.where((it[:, None] > it[None, :]) & same, beta[:, None] * KK, 0.0)
     T = inverse_unit_lower(A, C)
-    P = V - first[:, None] * tl.dot(K, tl.trans(S), input_precision=IEEE)
+    P = V - from_state(seg, tl.dot(K, tl.trans(S), input_precision=IEEE))
     U = tl.dot(T, beta[:, None] * P, input_precision=IEEE)
     return T, P, U, KK
 
@@ -77,9 +83,8 @@ def chunked_delta_fwd(q, k, v, beta, keep, W0, out, W_out, states, L, H, NC,
         seg = segments(tl.load(keep + b * L + t, mask=mt, other=1.0), C)
         T, P, U, KK = wy(S, K, V, beta_c, seg, C)
         same = seg[:, None] == seg[None, :]
-        first = tl.where(seg == 0, 1.0, 0.0)
         QK = tl.where((it[:, None] >= it[None, :]) & same, tl.dot(Q, tl.trans(K), input_precision=IEEE), 0.0)
-        O = first[:, None] * tl.dot(Q, tl.trans(S), input_precision=IEEE) + tl.dot(QK, U, input_precision=IEEE)
+        O = from_state(seg, tl.dot(Q, tl.trans(S), input_precision=IEEE)) + tl.dot(QK, U, input_precision=IEEE)
         tl.store(out + (bh * L + t[:, None]) * DV + iv[None, :], O, mask=mt[:, None] & mv[None, :])
         seg_last = tl.max(seg, 0)
         last = tl.where(seg == seg_last, 1.0, 0.0)
@@ -124,7 +129,7 @@ def chunked_delta_bwd(q, k, v, beta, keep, states, d_out, dW_out, dq, dk, dv, db
         dK = last[:, None] * tl.dot(U, dS, input_precision=IEEE)
         dS_in = tl.where(seg_last == 0, dS, 0.0)
         # O = first ⊙ Q Sᵀ + QK U
-        dQ = first[:, None] * tl.dot(dO, S, input_precision=IEEE)
+        dQ = from_state(seg, tl.dot(dO, S, input_precision=IEEE))
         dS_in += tl.dot(tl.trans(first[:, None] * dO), Q, input_precision=IEEE)
         dQK = tl.where(causal & same, tl.dot(dO, tl.trans(U), input_precision=IEEE), 0.0)
         dU += tl.dot(tl.trans(QK), dO, input_precision=IEEE)
@@ -136,7 +141,7 @@ def chunked_delta_bwd(q, k, v, beta, keep, states, d_out, dW_out, dq, dk, dv, db
         dbeta_c = tl.sum(dX * P, 1) + tl.sum(dA * KK, 1)
         dP = beta_c[:, None] * dX
         # P = V − first ⊙ K Sᵀ
-        dK -= first[:, None] * tl.dot(dP, S, input_precision=IEEE)
+        dK -= from_state(seg, tl.dot(dP, S, input_precision=IEEE))
         dS_in -= tl.dot(tl.trans(first[:, None] * dP), K, input_precision=IEEE)
         # A = β ⊙ K Kᵀ on its support
         dKK = beta_c[:, None] * dA

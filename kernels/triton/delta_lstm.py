@@ -14,7 +14,8 @@ Layouts: z, k^r, v^r (BH, 3, L, D); β^r (BH, 3, L); R (BH, 3, D, D); checkpoint
 import triton
 import triton.language as tl
 
-from .fast_weight_step import delta_step, delta_step_backward, masked_softmax, softmax_backward, weight_tile
+from .fast_weight_step import (delta_step, delta_step_backward, keep_or_zero, masked_softmax, softmax_backward,
+                               weight_tile)
 
 
 @triton.jit
@@ -63,12 +64,12 @@ def store_gates(ptr, index, R_u, R_f, R_o, r_rel, r_mask, D: tl.constexpr):
 @triton.jit
 def cell_forward(R_u, R_f, R_o, c, y, kp, z, rk, rv, rbeta, bh, t, L, i, m, D: tl.constexpr):
     """One step of Eqs. 36-40 from the state before it; kp = 0 zeroes that state first (a reset)."""
-    s = masked_softmax(y * kp, m)
-    R_u, a_u, _, _, _ = gate_forward(R_u * kp, s, z, rk, rv, rbeta, bh, 0, t, L, i, m, D)
-    R_f, a_f, _, _, _ = gate_forward(R_f * kp, s, z, rk, rv, rbeta, bh, 1, t, L, i, m, D)
-    R_o, a_o, _, _, _ = gate_forward(R_o * kp, s, z, rk, rv, rbeta, bh, 2, t, L, i, m, D)
+    s = masked_softmax(keep_or_zero(y, kp), m)
+    R_u, a_u, _, _, _ = gate_forward(keep_or_zero(R_u, kp), s, z, rk, rv, rbeta, bh, 0, t, L, i, m, D)
+    R_f, a_f, _, _, _ = gate_forward(keep_or_zero(R_f, kp), s, z, rk, rv, rbeta, bh, 1, t, L, i, m, D)
+    R_o, a_o, _, _, _ = gate_forward(keep_or_zero(R_o, kp), s, z, rk, rv, rbeta, bh, 2, t, L, i, m, D)
     f = tl.sigmoid(a_f)
-    c = f * (c * kp) + (1.0 - f) * a_u  # version D: u = z_u + R_u s without a squashing
+    c = f * keep_or_zero(c, kp) + (1.0 - f) * a_u  # version D: u = z_u + R_u s without a squashing
     y = c * tl.sigmoid(a_o)
     return R_u, R_f, R_o, c, y
 
@@ -128,9 +129,9 @@ def delta_lstm_bwd(rk, rv, rbeta, keep, z, R_ckpt, cy_ckpt, R_scratch, cy_scratc
             slot = bh * CK + t - t0
             kp = tl.load(keep + b * L + t)
             Ru_in, Rf_in, Ro_in = load_gates(R_scratch, slot, r_rel, r_mask, D)
-            Ru_in, Rf_in, Ro_in = Ru_in * kp, Rf_in * kp, Ro_in * kp
-            c_in = tl.load(cy_scratch + (slot * 2 + 0) * D + i, mask=m, other=0.0) * kp
-            s = masked_softmax(tl.load(cy_scratch + (slot * 2 + 1) * D + i, mask=m, other=0.0) * kp, m)
+            Ru_in, Rf_in, Ro_in = keep_or_zero(Ru_in, kp), keep_or_zero(Rf_in, kp), keep_or_zero(Ro_in, kp)
+            c_in = keep_or_zero(tl.load(cy_scratch + (slot * 2 + 0) * D + i, mask=m, other=0.0), kp)
+            s = masked_softmax(keep_or_zero(tl.load(cy_scratch + (slot * 2 + 1) * D + i, mask=m, other=0.0), kp), m)
             Ru_t, a_u, rk_u, delta_u, rbeta_u = gate_forward(Ru_in, s, z, rk, rv, rbeta, bh, 0, t, L, i, m, D)
             Rf_t, a_f, rk_f, delta_f, rbeta_f = gate_forward(Rf_in, s, z, rk, rv, rbeta, bh, 1, t, L, i, m, D)
             Ro_t, a_o, rk_o, delta_o, rbeta_o = gate_forward(Ro_in, s, z, rk, rv, rbeta, bh, 2, t, L, i, m, D)
@@ -145,14 +146,14 @@ def delta_lstm_bwd(rk, rv, rbeta, keep, z, R_ckpt, cy_ckpt, R_scratch, cy_scratc
             da_u = dc * (1.0 - f)
             ds = (tl.sum(Ru_t * da_u[:, None], 0) + tl.sum(Rf_t * da_f[:, None], 0)
                   + tl.sum(Ro_t * da_o[:, None], 0))
-            dR_u = gate_backward(dR_u, da_u, s, Ru_in, rk_u, delta_u, rbeta_u, dz, drk, drv, drbeta,
-                                 bh, 0, t, L, i, m, D) * kp
-            dR_f = gate_backward(dR_f, da_f, s, Rf_in, rk_f, delta_f, rbeta_f, dz, drk, drv, drbeta,
-                                 bh, 1, t, L, i, m, D) * kp
-            dR_o = gate_backward(dR_o, da_o, s, Ro_in, rk_o, delta_o, rbeta_o, dz, drk, drv, drbeta,
-                                 bh, 2, t, L, i, m, D) * kp
-            dc = dc * f * kp
-            dy = softmax_backward(s, ds) * kp
+            dR_u = keep_or_zero(gate_backward(dR_u, da_u, s, Ru_in, rk_u, delta_u, rbeta_u, dz, drk, drv, drbeta,
+                                              bh, 0, t, L, i, m, D), kp)
+            dR_f = keep_or_zero(gate_backward(dR_f, da_f, s, Rf_in, rk_f, delta_f, rbeta_f, dz, drk, drv, drbeta,
+                                              bh, 1, t, L, i, m, D), kp)
+            dR_o = keep_or_zero(gate_backward(dR_o, da_o, s, Ro_in, rk_o, delta_o, rbeta_o, dz, drk, drv, drbeta,
+                                              bh, 2, t, L, i, m, D), kp)
+            dc = keep_or_zero(dc * f, kp)
+            dy = keep_or_zero(softmax_backward(s, ds), kp)
         tl.debug_barrier()  # the next block overwrites the scratch read above
     store_gates(dR0, bh, dR_u, dR_f, dR_o, r_rel, r_mask, D)
     tl.store(dc0 + bh * D + i, dc, mask=m)

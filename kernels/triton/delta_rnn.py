@@ -13,7 +13,8 @@ O(L/CK + CK) states and resets are exact.
 import triton
 import triton.language as tl
 
-from .fast_weight_step import delta_step, delta_step_backward, masked_softmax, softmax_backward, weight_tile
+from .fast_weight_step import (delta_step, delta_step_backward, keep_or_zero, masked_softmax, softmax_backward,
+                               weight_tile)
 
 
 @triton.jit
@@ -29,8 +30,8 @@ def delta_rnn_fwd(z, rk, rv, rbeta, keep, R0, y0, out, R_out, y_out, R_ckpt, y_c
         tl.store(y_ckpt + (bh * NC + n) * D + i, y, mask=m)
         for t in range(n * CK, tl.minimum(n * CK + CK, L)):
             kp = tl.load(keep + b * L + t)  # reset: the whole state is zeroed before step t
-            R = R * kp
-            s = masked_softmax(y * kp, m)
+            R = keep_or_zero(R, kp)
+            s = masked_softmax(keep_or_zero(y, kp), m)
             rk_t = tl.load(rk + (bh * L + t) * D + i, mask=m, other=0.0).to(tl.float32)
             rv_t = tl.load(rv + (bh * L + t) * D + i, mask=m, other=0.0).to(tl.float32)
             R, _ = delta_step(R, rk_t, rv_t, tl.load(rbeta + bh * L + t).to(tl.float32))
@@ -60,8 +61,8 @@ def delta_rnn_bwd(rk, rv, rbeta, keep, z, R_ckpt, y_ckpt, R_scratch, y_scratch, 
             tl.store(R_scratch + (bh * CK + t - t0) * D * D + r_rel, R, mask=r_mask)
             tl.store(y_scratch + (bh * CK + t - t0) * D + i, y, mask=m)
             kp = tl.load(keep + b * L + t)
-            R = R * kp
-            s = masked_softmax(y * kp, m)
+            R = keep_or_zero(R, kp)
+            s = masked_softmax(keep_or_zero(y, kp), m)
             rk_t = tl.load(rk + (bh * L + t) * D + i, mask=m, other=0.0).to(tl.float32)
             rv_t = tl.load(rv + (bh * L + t) * D + i, mask=m, other=0.0).to(tl.float32)
             R, _ = delta_step(R, rk_t, rv_t, tl.load(rbeta + bh * L + t).to(tl.float32))
@@ -70,8 +71,8 @@ def delta_rnn_bwd(rk, rv, rbeta, keep, z, R_ckpt, y_ckpt, R_scratch, y_scratch, 
         for j in range(0, t1 - t0):
             t = t1 - 1 - j
             kp = tl.load(keep + b * L + t)
-            R_in = tl.load(R_scratch + (bh * CK + t - t0) * D * D + r_rel, mask=r_mask, other=0.0) * kp
-            s = masked_softmax(tl.load(y_scratch + (bh * CK + t - t0) * D + i, mask=m, other=0.0) * kp, m)
+            R_in = keep_or_zero(tl.load(R_scratch + (bh * CK + t - t0) * D * D + r_rel, mask=r_mask, other=0.0), kp)
+            s = masked_softmax(keep_or_zero(tl.load(y_scratch + (bh * CK + t - t0) * D + i, mask=m, other=0.0), kp), m)
             rk_t = tl.load(rk + (bh * L + t) * D + i, mask=m, other=0.0).to(tl.float32)
             rv_t = tl.load(rv + (bh * L + t) * D + i, mask=m, other=0.0).to(tl.float32)
             rbeta_t = tl.load(rbeta + bh * L + t).to(tl.float32)
@@ -85,8 +86,8 @@ def delta_rnn_bwd(rk, rv, rbeta, keep, z, R_ckpt, y_ckpt, R_scratch, y_scratch, 
             tl.store(drk + (bh * L + t) * D + i, drk_t, mask=m)
             tl.store(drv + (bh * L + t) * D + i, drv_t, mask=m)
             tl.store(drbeta + bh * L + t, drbeta_t)
-            dR = dR * kp
-            dy = softmax_backward(s, ds) * kp
+            dR = keep_or_zero(dR, kp)
+            dy = keep_or_zero(softmax_backward(s, ds), kp)
         tl.debug_barrier()  # the next block overwrites the scratch read above
     tl.store(dR0 + bh * D * D + r_rel, dR, mask=r_mask)
     tl.store(dy0 + bh * D + i, dy, mask=m)

@@ -1,6 +1,6 @@
-"""Device functions shared by the Triton kernels: the index tile of a fast weight block, one delta-rule
-step on a fast weight held in registers and its backward, and a softmax over a padded vector and its
-backward.
+"""Device functions shared by the Triton kernels: the index tile of a fast weight block, the reset of a
+state, one delta-rule step on a fast weight held in registers and its backward, and a softmax over a padded
+vector and its backward.
 
 Shapes: a fast weight W is a (rows, cols) block (value rows, key columns); vectors are 1-D blocks
 whose padding beyond the real head dimension holds zeros.
@@ -18,6 +18,13 @@ def weight_tile(v0, DV: tl.constexpr, DK: tl.constexpr, BV: tl.constexpr, BK: tl
     mv = iv < DV
     mk = ik < DK
     return iv, ik, mv, mk, iv[:, None] * DK + ik[None, :], mv[:, None] & mk[None, :]
+
+
+@triton.jit
+def keep_or_zero(x, kp):
+    """x, or zeros where kp = 0 (the state is reset before this step). Overwritten rather than multiplied by
+    kp, so that an inf or NaN state is forgotten too."""
+    return tl.where(kp != 0.0, x, 0.0)
 
 
 @triton.jit

@@ -15,7 +15,7 @@ Resets are exact in both sweeps.
 import triton
 import triton.language as tl
 
-from .fast_weight_step import delta_step
+from .fast_weight_step import delta_step, keep_or_zero
 
 
 @triton.jit
@@ -32,7 +32,7 @@ def fused_recurrent_fwd(q, k, v, beta, keep, W0, out, W_out, delta_out, L, H,
     w_mask = mv[:, None] & mk[None, :]
     W = tl.load(W0 + w_offs, mask=w_mask, other=0.0)
     for t in range(0, L):
-        W = W * tl.load(keep + b * L + t)  # reset: the state is zeroed before step t
+        W = keep_or_zero(W, tl.load(keep + b * L + t))  # reset: the state is zeroed before step t
         k_t = tl.load(k + (bh * L + t) * DK + ik, mask=mk, other=0.0).to(tl.float32)
         q_t = tl.load(q + (bh * L + t) * DK + ik, mask=mk, other=0.0).to(tl.float32)
         v_t = tl.load(v + (bh * L + t) * DV + iv, mask=mv, other=0.0).to(tl.float32)
@@ -82,14 +82,14 @@ def fused_recurrent_bwd(q, k, v, beta, keep, W0, delta, d_out, dW_out,
             dv_t = du
             tl.store(dk + (part * L + t) * DK + ik, tl.sum(G * v_t[:, None], 0), mask=mk)
         tl.store(dv + (bh * L + t) * DV + iv, dv_t, mask=mv)
-        G = G * tl.load(keep + b * L + t)
+        G = keep_or_zero(G, tl.load(keep + b * L + t))
     tl.store(dW0 + w_offs, G, mask=w_mask)
 
     # The forward sweep reads back what the reverse sweep wrote; a barrier orders the two.
     tl.debug_barrier()
     W = tl.load(W0 + w_offs, mask=w_mask, other=0.0)
     for t in range(0, L):
-        W = W * tl.load(keep + b * L + t)
+        W = keep_or_zero(W, tl.load(keep + b * L + t))
         k_t = tl.load(k + (bh * L + t) * DK + ik, mask=mk, other=0.0).to(tl.float32)
         if DELTA:
             beta_t = tl.load(beta + bh * L + t).to(tl.float32)

@@ -15,16 +15,16 @@ Layouts: q, k (BH, L, DK), v (BH, L, DV), β (BH, L); R_q, R_k (H, DK, DV), R_v 
 import triton
 import triton.language as tl
 
-from .fast_weight_step import (delta_step, delta_step_backward, masked_softmax, softmax_backward, tanh,
-                               weight_tile)
+from .fast_weight_step import (delta_step, delta_step_backward, keep_or_zero, masked_softmax, softmax_backward,
+                               tanh, weight_tile)
 
 
 @triton.jit
 def rdn_step(W, y, kp, q, k, v, beta, Rq, Rk, Rv, rbeta, bh, t, L, ik, iv, mk, mv,
              DK: tl.constexpr, DV: tl.constexpr):
     """One step from (W_{t−1}, y_{t−1}); kp = 0 resets them. Returns W_t, y_t and what the backward needs."""
-    W_in = W * kp
-    h = tanh(y * kp)
+    W_in = keep_or_zero(W, kp)
+    h = tanh(keep_or_zero(y, kp))
     q_t = masked_softmax(tl.load(q + (bh * L + t) * DK + ik, mask=mk, other=0.0).to(tl.float32)
                          + tl.sum(Rq * h[None, :], 1), mk)
     k_t = masked_softmax(tl.load(k + (bh * L + t) * DK + ik, mask=mk, other=0.0).to(tl.float32)
@@ -112,8 +112,8 @@ def rdn_bwd(q, k, v, beta, Rq, Rk, Rv, rbeta, keep, W_ckpt, y_ckpt, W_scratch, y
             # Eqs. 15-18 all read h = tanh(y_{t−1})
             dh = (tl.sum(Rq_h * dq_t[:, None], 0) + tl.sum(Rk_h * dk_t[:, None], 0)
                   + tl.sum(Rv_h * dv_t[:, None], 0) + rbeta_h * dbeta_t)
-            dy = dh * (1.0 - h * h) * kp
-            dW = dW * kp
+            dy = keep_or_zero(dh * (1.0 - h * h), kp)
+            dW = keep_or_zero(dW, kp)
         tl.debug_barrier()  # the next block overwrites the scratch read above
     tl.store(dW0 + bh * DV * DK + w_rel, dW, mask=w_mask)
     tl.store(dy0 + bh * DV + iv, dy, mask=mv)

@@ -32,23 +32,21 @@ DEFAULT_CHUNK_SIZE = 32
 
 
 class Episodes(NamedTuple):
-    """Where each step of each chunk stands relative to the resets, as 0/1 masks of the input dtype."""
+    """Where each step of each chunk stands relative to the resets, as bool masks."""
     same: Tensor   # (B, 1, N, C, C) steps i and j lie in the same episode
     first: Tensor  # (B, 1, N, C, 1) step is before the chunk's first reset: it sees the carried state
     last: Tensor   # (B, 1, N, C, 1) step is in the chunk's last episode: it builds the next carried state
     carry: Tensor  # (B, 1, N, 1, 1) no reset in the chunk: the carried state survives it
 
 
-def episodes(reset: Tensor, chunk_size: int, dtype: torch.dtype) -> Episodes:
+def episodes(reset: Tensor, chunk_size: int) -> Episodes:
     """Episode masks from ``reset`` (B, L), which zeroes the state before the steps where it is True."""
     B, L = reset.shape
     pad = -L % chunk_size
     index = F.pad(reset, (0, pad)).view(B, 1, -1, chunk_size).cumsum(-1)  # episode number within the chunk
     first = index == 0
-    return Episodes(same=(index.unsqueeze(-1) == index.unsqueeze(-2)).to(dtype),
-                    first=first.unsqueeze(-1).to(dtype),
-                    last=(index == index[..., -1:]).unsqueeze(-1).to(dtype),
-                    carry=first[..., -1:].unsqueeze(-1).to(dtype))
+    return Episodes(same=index.unsqueeze(-1) == index.unsqueeze(-2), first=first.unsqueeze(-1),
+                    last=(index == index[..., -1:]).unsqueeze(-1), carry=first[..., -1:].unsqueeze(-1))
 
 
 def to_chunks(x: Tensor, chunk_size: int) -> Tensor:
@@ -79,7 +77,7 @@ def chunkwise(q: Tensor, k: Tensor, v: Tensor, beta: Tensor | None, state: Tenso
     dv = v.shape[-1]
     C = chunk_size
     q, k, v = (to_chunks(x, C) for x in (q, k, v))
-    ep = None if reset is None else episodes(reset, C, k.dtype)
+    ep = None if reset is None else episodes(reset, C)
     kt = k.transpose(-1, -2)
     if beta is None:
         X = v                                               # sum rule: u_i = v_i
@@ -97,11 +95,9 @@ def chunkwise(q: Tensor, k: Tensor, v: Tensor, beta: Tensor | None, state: Tenso
     scores = (q @ kt) * (causal if ep is None else causal * ep.same)
     Y = scores @ X                                          # Σ_{i≤t} (k_i·q_t) [U_v | W_k]_i
     Z = X.mT @ (k if ep is None else k * ep.last)           # [U_vᵀ K; W_kᵀ K] over the chunk's last episode
-    q_state = q if ep is None else q * ep.first             # S q_t for the steps that see S
+    q_state = q                                             # S q_t for the steps that see S (masked below)
     N = k.shape[2]
     G = torch.eye(dk, dtype=k.dtype, device=k.device).expand(1, 1, N, dk, dk)
-    if ep is not None:
-        G = G * ep.carry
     if beta is None:
         out, D = Y, Z
     else:
@@ -110,10 +106,16 @@ def chunkwise(q: Tensor, k: Tensor, v: Tensor, beta: Tensor | None, state: Tenso
         q_state = q_state - Y_w                             # − Σ_{i≤t} (k_i·q_t) W_k,i Sᵀ
         G = G - Z_w
 
+    # A reset overwrites S: S reaches only the steps before the chunk's first reset, and the next chunk only
+    # if the chunk has no reset. torch.where, not a product with 0, so that an inf or NaN S is forgotten too,
+    # forward and backward (each product with S is masked on both sides).
     S = k.new_zeros(B, H, dv, dk) if state is None else state
     carried = []
-    for G_n, D_n in zip(G.unbind(2), D.unbind(2)):
+    for n, (G_n, D_n) in enumerate(zip(G.unbind(2), D.unbind(2))):
         carried.append(S)
-        S = S @ G_n + D_n
-    out = out + q_state @ torch.stack(carried, dim=2).mT
+        S = (S if ep is None else torch.where(ep.carry[:, :, n], S, 0.0)) @ G_n + D_n
+    if ep is not None:
+        q_state = torch.where(ep.first, q_state, 0.0)
+    from_state = q_state @ torch.stack(carried, dim=2).mT
+    out = out + (from_state if ep is None else torch.where(ep.first, from_state, 0.0))
     return out.flatten(2, 3)[:, :, :L], S

@@ -27,8 +27,8 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 from torch.utils.cpp_extension import load
 
-from .reference import (DELTA_LSTM_VERSIONS, DELTA_RNN_VERSIONS, RDN_KEY_MAPS, DeltaLSTMState, DeltaRNNState,
-                        RDNState, check_choice)
+from ..feature_maps import KEY_MAPS, check_choice
+from .reference import DELTA_LSTM_VERSIONS, DELTA_RNN_VERSIONS, DeltaLSTMState, DeltaRNNState, RDNState
 
 # rfwp/ops/compiled.py -> <repository>/kernels/cpu (rfwp is a namespace package: no rfwp.__file__).
 SOURCES = Path(__file__).resolve().parents[2] / "kernels" / "cpu"
@@ -196,7 +196,7 @@ def recurrent_delta_net(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, Rq: Tenso
                         rbeta: Tensor, state: RDNState | None = None, reset: Tensor | None = None,
                         key_map: str = "softmax"):
     """Recurrent Delta Net, RFWP Eqs. 15-18 (contract of ``reference.recurrent_delta_net``)."""
-    check_choice("RDN key_map", key_map, RDN_KEY_MAPS)
+    check_choice("RDN key_map", key_map, KEY_MAPS)
     if state is None:
         state = RDNState.zeros(k, v)
     out, W, y = RecurrentDeltaNetFunction.apply(q, k, v, beta, Rq, Rk, Rv, rbeta, state.W, state.y, reset, key_map)

@@ -10,8 +10,8 @@ Conventions shared by all ops (see ``rfwp.ops`` for the public, dispatching entr
   * ``state`` is the carried state at the start of the sequence (zeros when None) and the
     returned state is the one after the last step, so a sequence split in two pieces, the
     second started from the first's state, gives the same outputs as the whole.
-  * ``reset``: optional bool (batch, length); where True the whole state is zeroed before
-    that step, so several episodes or documents can share one row without padding.
+  * ``reset``: optional bool (batch, length); where True the whole state is overwritten with
+    zeros before that step, so several episodes or documents can share one row without padding.
   * feature maps (ELU+1, DPFP, ...) and sum normalisation are applied by the caller
     (``rfwp.feature_maps``), except inside recurrences where they depend on the previous
     output (Recurrent Delta Net), where the op applies them and names them as an argument.
@@ -22,6 +22,8 @@ from typing import NamedTuple
 
 import torch
 from torch import Tensor
+
+from ..feature_maps import KEY_MAPS, build_key_map, check_choice
 
 
 class DeltaRNNState(NamedTuple):
@@ -63,30 +65,18 @@ class RDNState(NamedTuple):
 
 DELTA_RNN_VERSIONS = ("A", "B")             # Eq. 19, Eq. 12
 DELTA_LSTM_VERSIONS = ("A", "B", "C", "D")  # Eqs. 20-24, 25-29, 30-35, 36-40
-RDN_KEY_MAPS = ("softmax", "elu_sum")       # φ of the RDN's keys and queries: authors' code, or ICML Eq. 29
-
-
-def check_choice(what: str, value: str, choices: tuple[str, ...]) -> None:
-    """One clear error for a version or map name that does not exist."""
-    if value not in choices:
-        raise ValueError(f"{what} must be one of {choices}, got {value!r}")
-
-
-def keep_mask(reset: Tensor | None, t: int, like: Tensor) -> Tensor | None:
-    """1 where the state survives into step t, 0 where ``reset`` zeroes it; shaped to broadcast."""
-    if reset is None:
-        return None
-    keep = (~reset[:, t]).to(like.dtype)
-    return keep.view(-1, *([1] * (like.dim() - 1)))
 
 
 def apply_reset(state, reset: Tensor | None, t: int):
-    """Zero every tensor of ``state`` (a tensor or NamedTuple) in the rows reset before step t."""
+    """``state`` (a tensor or NamedTuple) with the rows reset before step t overwritten with zeros (overwritten,
+    not multiplied by 0, so that an inf or NaN state is forgotten too)."""
     if reset is None:
         return state
-    if isinstance(state, Tensor):
-        return state * keep_mask(reset, t, state)
-    return type(state)(*(s * keep_mask(reset, t, s) for s in state))
+
+    def zero(s: Tensor) -> Tensor:
+        return torch.where(reset[:, t].view(-1, *([1] * (s.dim() - 1))), 0.0, s)
+
+    return zero(state) if isinstance(state, Tensor) else type(state)(*map(zero, state))
 
 
 def outer(a: Tensor, b: Tensor) -> Tensor:
@@ -193,14 +183,6 @@ def delta_lstm(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, rk: Tensor, rv: Te
     return torch.stack(out, dim=2), DeltaLSTMState(W, R, c, y)
 
 
-def rdn_feature_map(x: Tensor, key_map: str) -> Tensor:
-    """φ for the RDN's keys and queries: softmax (authors' code) or ELU+1 then sum normalisation."""
-    if key_map == "softmax":
-        return torch.softmax(x, dim=-1)
-    phi = torch.nn.functional.elu(x) + 1
-    return phi / phi.sum(-1, keepdim=True)
-
-
 def recurrent_delta_net(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, Rq: Tensor, Rk: Tensor, Rv: Tensor,
                         rbeta: Tensor, state: RDNState | None = None, reset: Tensor | None = None,
                         key_map: str = "softmax"):
@@ -213,15 +195,15 @@ def recurrent_delta_net(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, Rq: Tenso
         β_t = σ(W_β x + R_β h),  W_t = W_{t-1} + β_t (v_t − W_{t-1} k_t) ⊗ k_t,  y_t = W_t q_t.
     φ is ``key_map``: "softmax" as in the authors' code, or "elu_sum" (ELU+1, sum-normalised).
     """
-    check_choice("RDN key_map", key_map, RDN_KEY_MAPS)
+    check_choice("RDN key_map", key_map, KEY_MAPS)
+    phi = build_key_map(key_map, k.shape[-1])
     L = k.shape[2]
     W, y = RDNState.zeros(k, v) if state is None else state
     out = []
     for t in range(L):
         W, y = apply_reset(RDNState(W, y), reset, t)
         h = torch.tanh(y)
-        q_t = rdn_feature_map(q[:, :, t] + matvec(Rq, h), key_map)
-        k_t = rdn_feature_map(k[:, :, t] + matvec(Rk, h), key_map)
+        q_t, k_t = phi(q[:, :, t] + matvec(Rq, h), k[:, :, t] + matvec(Rk, h))
         v_t = v[:, :, t] + matvec(Rv, h)
         beta_t = torch.sigmoid(beta[:, :, t] + (rbeta * h).sum(-1))
         W = delta_update(W, k_t, v_t, beta_t)

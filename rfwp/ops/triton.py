@@ -328,8 +328,8 @@ class _RecurrentDeltaNet(torch.autograd.Function):
             DK=DK, DV=DV, BK=BK, BV=BV, CK=CHECKPOINT, num_warps=_warps(BK * BV))
         # The slow recurrent weights act on h_t = tanh(y_{t−1}) (reset rows: y_{t−1} = 0) through the
         # pre-activations whose gradients the kernel returned: their gradients are sums over (b, t).
-        y_prev = torch.cat([y0.unsqueeze(2), out[:, :, :-1]], dim=2) * keep[:, None, :, None]
-        h = torch.tanh(y_prev)
+        y_prev = torch.cat([y0.unsqueeze(2), out[:, :, :-1]], dim=2)
+        h = torch.tanh(torch.where(keep[:, None, :, None] != 0, y_prev, 0.0))
         dRq = torch.einsum("bhtk,bhtv->hkv", dq, h)
         dRk = torch.einsum("bhtk,bhtv->hkv", dk, h)
         dRv = torch.einsum("bhti,bhtj->hij", dv, h)
