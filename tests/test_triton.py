@@ -200,3 +200,23 @@ def test_kernels_compile_for_a_gpu_target():
 def test_reset_overwrites_an_inf_or_nan_state(name, op, fn):
     """L = 20 crosses a WY chunk and a cell checkpoint (16 steps); d_value 33 spans two value blocks."""
     assert_reset_overwrites_state(op, fn, shape=(2, 1, 20, 5, 33), dtype=torch.float32, atol=1e-4, rtol=1e-4)
+
+
+# (op, variant, what the dispatch must choose on CUDA): Triton implements Delta RNN B, Delta LSTM D and the
+# softmax RDN; the other variants fall back to the reference.
+CUDA_DISPATCH = [("delta_rnn", {"version": "A"}, "reference"), ("delta_rnn", {"version": "B"}, "triton"),
+                 *[("delta_lstm", {"version": v}, "reference") for v in "ABC"],
+                 ("delta_lstm", {"version": "D"}, "triton"),
+                 ("recurrent_delta_net", {"key_map": "elu_sum"}, "reference"),
+                 ("recurrent_delta_net", {"key_map": "softmax"}, "triton")]
+
+
+@pytest.mark.parametrize("op,variant,chosen", CUDA_DISPATCH,
+                         ids=[f"{op}-{'-'.join(v.values())}" for op, v, _ in CUDA_DISPATCH])
+def test_cuda_dispatch_falls_back_for_variants_triton_lacks(op, variant, chosen, monkeypatch):
+    """With the CUDA preference (Triton first; forced here for CPU tensors under the interpreter), every
+    variant runs: the one Triton implements on Triton, the others on the reference, equal to the reference."""
+    monkeypatch.setattr(rfwp.ops, "_CPU_PREFERENCE", rfwp.ops._CUDA_PREFERENCE)
+    kwargs = {**inputs(op, (1, 2, 7, 6, 6), [(0, 4)]), **variant}
+    assert_matches_reference(op, getattr(rfwp.ops, op), kwargs, atol=1e-4, rtol=1e-4)
+    assert rfwp.ops.resolve(op, kwargs["k"], kwargs["v"], **variant) is getattr(rfwp.ops.__dict__[chosen], op)

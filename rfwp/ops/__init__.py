@@ -35,29 +35,32 @@ def _module(implementation: str):
     return importlib.import_module(f"{__name__}.{implementation}")
 
 
-def unsupported(implementation: str, op: str, k: Tensor, v: Tensor) -> str | None:
-    """Why ``implementation`` cannot run ``op`` on these keys and values, or None if it can. An implementation
-    module may define ``unsupported(k, v)`` for its limits (device, dtype, head size, a failed build)."""
+def unsupported(implementation: str, op: str, k: Tensor, v: Tensor, **variant) -> str | None:
+    """Why ``implementation`` cannot run ``op`` on these keys and values, or None if it can. ``variant`` holds
+    the op's other arguments that an implementation may not cover (``version``, ``key_map``). An implementation
+    module may define ``unsupported(k, v, *, op, version=None, key_map=None)`` for its limits (device, dtype,
+    head size, variants, a failed build)."""
     module = _module(implementation)
     if not hasattr(module, op):
         have = [name for name in IMPLEMENTATIONS if hasattr(_module(name), op)]
         return f"{op} has no {implementation!r} implementation; it has {have}"
     check = getattr(module, "unsupported", None)
-    return None if check is None else check(k, v)
+    return None if check is None else check(k, v, op=op, **variant)
 
 
-def resolve(op: str, k: Tensor, v: Tensor, implementation: str | None = None):
-    """The function implementing ``op`` for these keys and values: the named one, or the preferred one."""
+def resolve(op: str, k: Tensor, v: Tensor, implementation: str | None = None, **variant):
+    """The function implementing ``op`` (with ``variant``: its ``version`` or ``key_map``) for these keys and
+    values: the named one, or the first of the device's preference that supports them."""
     if implementation is not None:
         if implementation not in IMPLEMENTATIONS:
             raise ValueError(f"unknown implementation {implementation!r}; choose one of {IMPLEMENTATIONS}")
-        reason = unsupported(implementation, op, k, v)
+        reason = unsupported(implementation, op, k, v, **variant)
         if reason is not None:
             raise ValueError(f"{reason}; pass implementation=None to choose one that can")
         return getattr(_module(implementation), op)
     preference = _CUDA_PREFERENCE if k.is_cuda else _CPU_PREFERENCE
     for name in preference[op]:
-        if unsupported(name, op, k, v) is None:
+        if unsupported(name, op, k, v, **variant) is None:
             return getattr(_module(name), op)
     raise AssertionError("the reference implementation is always available")
 
@@ -134,7 +137,8 @@ def delta_rnn(q, k, v, beta, rk, rv, rbeta, state: DeltaRNNState | None = None, 
     B, H, _, dk = k.shape
     dv = v.shape[-1]
     _check_state(state, DeltaRNNState, W=(B, H, dv, dk), R=(B, H, dv, dv), y=(B, H, dv))
-    return resolve("delta_rnn", k, v, implementation)(q, k, v, beta, rk, rv, rbeta, state, reset, version)
+    return resolve("delta_rnn", k, v, implementation, version=version)(q, k, v, beta, rk, rv, rbeta, state, reset,
+                                                                        version)
 
 
 def delta_lstm(q, k, v, beta, rk, rv, rbeta, state: DeltaLSTMState | None = None, reset=None, version="D",
@@ -145,7 +149,8 @@ def delta_lstm(q, k, v, beta, rk, rv, rbeta, state: DeltaLSTMState | None = None
     B, H, _, _, dk = k.shape
     dv = v.shape[-1]
     _check_state(state, DeltaLSTMState, W=(B, H, 3, dv, dk), R=(B, H, 3, dv, dv), c=(B, H, dv), y=(B, H, dv))
-    return resolve("delta_lstm", k, v, implementation)(q, k, v, beta, rk, rv, rbeta, state, reset, version)
+    return resolve("delta_lstm", k, v, implementation, version=version)(q, k, v, beta, rk, rv, rbeta, state, reset,
+                                                                         version)
 
 
 def recurrent_delta_net(q, k, v, beta, Rq, Rk, Rv, rbeta, state: RDNState | None = None, reset=None,
@@ -159,8 +164,8 @@ def recurrent_delta_net(q, k, v, beta, Rq, Rk, Rv, rbeta, state: RDNState | None
     _expect("Rv", Rv, (H, dv, dv), "R_v maps tanh(y_{t-1}) to the value, one matrix per head (Eq. 16)")
     _expect("rbeta", rbeta, (H, dv), "R_β maps tanh(y_{t-1}) to β, one row per head (Eq. 18)")
     _check_state(state, RDNState, W=(B, H, dv, dk), y=(B, H, dv))
-    return resolve("recurrent_delta_net", k, v, implementation)(q, k, v, beta, Rq, Rk, Rv, rbeta, state, reset,
-                                                              key_map)
+    return resolve("recurrent_delta_net", k, v, implementation, key_map=key_map)(q, k, v, beta, Rq, Rk, Rv, rbeta,
+                                                                                state, reset, key_map)
 
 
 __all__ = ["sum_rule", "delta_rule", "delta_rnn", "delta_lstm", "recurrent_delta_net", "resolve",

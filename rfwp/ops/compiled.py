@@ -63,8 +63,10 @@ def extension():
     return _extension
 
 
-def unsupported(k: Tensor, v: Tensor) -> str | None:
-    """Why these kernels cannot take these inputs (they run on CPU float32/float64 tensors, once built)."""
+def unsupported(k: Tensor, v: Tensor, *, op: str | None = None, version: str | None = None,
+                key_map: str | None = None) -> str | None:
+    """Why these kernels cannot take these inputs (they run on CPU float32/float64 tensors, once built; every op,
+    version and key map)."""
     if k.device.type != "cpu":
         return f"the compiled kernels run on CPU tensors, got {k.device}"
     if k.dtype not in (torch.float32, torch.float64):

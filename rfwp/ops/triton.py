@@ -45,6 +45,10 @@ CHUNK = 16        # steps per chunk of the WY delta rule (32 doubles its registe
 CHECKPOINT = 16   # steps between the states the recurrent cells store for their backward
 VALUE_BLOCK = 32  # value rows of W per program in the sum and delta rule kernels
 DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+# The variants the kernels implement (rfwp.ops runs the others on the reference): the Delta RNN and Delta LSTM
+# of RFWP Table 1, and the RDN with the authors' softmax key map.
+VARIANTS = {"delta_rnn": {"version": ("B",)}, "delta_lstm": {"version": ("D",)},
+            "recurrent_delta_net": {"key_map": ("softmax",)}}
 
 _PACKAGE = "rfwp_triton_kernels"
 _KERNEL_FILES = ("fused_recurrent", "chunked_delta_rule", "delta_rnn", "delta_lstm", "recurrent_delta_net")
@@ -78,11 +82,17 @@ def _load_kernels() -> bool:
     return True
 
 
-def unsupported(k: Tensor, v: Tensor) -> str | None:
-    """Why these kernels cannot take these keys and values, or None: they run on CUDA tensors (or on CPU
-    tensors under Triton's interpreter), in float32, bfloat16 or float16, with head dimensions ≤ 128."""
+def unsupported(k: Tensor, v: Tensor, *, op: str | None = None, version: str | None = None,
+                key_map: str | None = None) -> str | None:
+    """Why these kernels cannot take these keys and values (of ``op``, in this ``version`` or with this
+    ``key_map``), or None: they run on CUDA tensors (or on CPU tensors under Triton's interpreter), in float32,
+    bfloat16 or float16, with head dimensions ≤ 128, and implement the VARIANTS only."""
     if not _load_kernels():
         return "the Triton kernels need the triton package, which is not installed"
+    for name, value in (("version", version), ("key_map", key_map)):
+        have = VARIANTS.get(op, {}).get(name)
+        if value is not None and have is not None and value not in have:
+            return f"the Triton {op} implements {name} {' or '.join(map(repr, have))} only, got {value!r}"
     if not (k.is_cuda or (_interpreted and k.device.type == "cpu")):
         return (f"the Triton kernels run on CUDA tensors, or on CPU tensors under Triton's interpreter "
                 f"(set TRITON_INTERPRET=1 before the first Triton op); got {k.device}")
@@ -95,11 +105,11 @@ def unsupported(k: Tensor, v: Tensor) -> str | None:
     return None
 
 
-def _prepare(op: str, k: Tensor, v: Tensor) -> None:
+def _prepare(op: str, k: Tensor, v: Tensor, **variant) -> None:
     """One clear error for inputs these kernels cannot take."""
-    reason = unsupported(k, v)
+    reason = unsupported(k, v, op=op, **variant)
     if reason is not None:
-        raise ValueError(f"{op}: {reason}, or implementation='reference'")
+        raise ValueError(f"{op}: {reason}; implementation='reference' runs any input")
 
 
 def _block(d: int) -> int:
@@ -378,12 +388,9 @@ def delta_rule(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, state: Tensor | No
 def delta_rnn(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, rk: Tensor, rv: Tensor, rbeta: Tensor,
               state: DeltaRNNState | None = None, reset: Tensor | None = None, version: str = "B"):
     """Delta RNN version B (RFWP Eq. 12): y_t = W_t q_t + R_t softmax(y_{t−1}). Returns (out, DeltaRNNState)."""
-    if version != "B":
-        raise ValueError(f"the Triton delta_rnn implements version 'B' (Eq. 12, Table 1) only, got {version!r}; "
-                         f"use implementation='reference' for version 'A'")
     B, H, L, DK = k.shape
     DV = v.shape[-1]
-    _prepare("delta_rnn", k, v)
+    _prepare("delta_rnn", k, v, version=version)
     state = state or (None, None, None)
     keep = _keep(reset, B, L, k)
     z, W = _chunked_delta_rule(q, k, v, beta, _initial(state[0], (B, H, DV, DK), k, "W"), keep)
@@ -396,12 +403,9 @@ def delta_rnn(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, rk: Tensor, rv: Ten
 def delta_lstm(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, rk: Tensor, rv: Tensor, rbeta: Tensor,
                state: DeltaLSTMState | None = None, reset: Tensor | None = None, version: str = "D"):
     """Delta LSTM version D (RFWP Eqs. 36-40, Table 1); gates (u, f, o) on axis 2. Returns (out, DeltaLSTMState)."""
-    if version != "D":
-        raise ValueError(f"the Triton delta_lstm implements version 'D' (Eqs. 36-40, Table 1) only, got "
-                         f"{version!r}; use implementation='reference' for versions 'A'-'C'")
     B, H, G, L, DK = k.shape
     DV = v.shape[-1]
-    _prepare("delta_lstm", k, v)
+    _prepare("delta_lstm", k, v, version=version)
     state = state or (None, None, None, None)
     keep = _keep(reset, B, L, k)
     # The three feed-forward fast weights W_u, W_f, W_o are independent delta rules: run them as 3H heads.
@@ -419,12 +423,9 @@ def recurrent_delta_net(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, Rq: Tenso
                         rbeta: Tensor, state: RDNState | None = None, reset: Tensor | None = None,
                         key_map: str = "softmax"):
     """Recurrent Delta Net (RFWP Eqs. 15-18) with the softmax key map. Returns (out, RDNState)."""
-    if key_map != "softmax":
-        raise ValueError(f"the Triton recurrent_delta_net implements key_map 'softmax' (the authors' choice) "
-                         f"only, got {key_map!r}; use implementation='reference' for 'elu_sum'")
     B, H, L, DK = k.shape
     DV = v.shape[-1]
-    _prepare("recurrent_delta_net", k, v)
+    _prepare("recurrent_delta_net", k, v, key_map=key_map)
     state = state or (None, None)
     out, W, y = _RecurrentDeltaNet.apply(
         q.contiguous(), k.contiguous(), v.contiguous(), beta.contiguous(), Rq.contiguous(), Rk.contiguous(),
