@@ -1,16 +1,21 @@
-"""C++ CPU kernels with a hand-written backward (sources in ``kernels/cpu``), built on first use.
+"""C++ CPU kernels with a hand-written backward (sources in ``rfwp/kernels/cpu``), built once per machine.
 
 Each op is an autograd Function around a forward/backward pair that runs every (batch, head) slice
 in parallel and steps through time. The backward never stores per-step fast weights: the forward
 keeps the fast weight every C ≈ d_key steps, and the backward replays each block of C steps from its
-checkpoint and walks it in reverse, so training memory grows as O(L·d) (``kernels/cpu/delta_memory.h``).
+checkpoint and walks it in reverse, so training memory grows as O(L·d) (``rfwp/kernels/cpu/delta_memory.h``).
 
 The Delta RNN and Delta LSTM decompose: their feed-forward fast weights give z_t = W_t q_t, a plain
 delta rule independent of the output, computed by ``delta_rule`` here; only the recurrent part (R, c, y)
 runs in its own sequential kernel. The Recurrent Delta Net is sequential throughout.
 
-The extension is compiled with ``torch.utils.cpp_extension.load`` (-O3 -march=native, OpenMP) and cached
-under TORCH_EXTENSIONS_DIR; its name carries a digest of the sources, so an edited kernel is rebuilt.
+The extension is compiled with ``torch.utils.cpp_extension.load`` (-O3 -march=native, OpenMP) into
+``cache_root()/rfwp_cpu_<key>``: ``<checkout>/.cache/rfwp/extensions`` when rfwp runs from a source checkout
+(editable install included), else the per-user ``~/.cache/rfwp/extensions`` ($XDG_CACHE_HOME), or
+$RFWP_EXTENSIONS_DIR if set. The key digests the sources, the torch version, the Python ABI, the flags and
+the machine (host, architecture, CPU model: -march=native code is CPU-specific), so an edited kernel or a
+new torch is rebuilt and two checkouts never rebuild each other's. ``make venv`` builds it once
+(``python -c "import rfwp.ops.compiled as c; c.main()"``); otherwise the first use builds it (about 30 s).
 Without a C++ compiler or on a failed build, one warning is given and ``unsupported`` names the failure,
 so ``rfwp.ops`` falls back to the reference loops.
 """
@@ -18,7 +23,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import platform
 import shutil
+import sys
+import sysconfig
 import warnings
 from pathlib import Path
 
@@ -30,24 +38,69 @@ from torch.utils.cpp_extension import load
 from ..feature_maps import KEY_MAPS, check_choice
 from .reference import DELTA_LSTM_VERSIONS, DELTA_RNN_VERSIONS, DeltaLSTMState, DeltaRNNState, RDNState
 
-# rfwp/ops/compiled.py -> <repository>/kernels/cpu (rfwp is a namespace package: no rfwp.__file__).
-SOURCES = Path(__file__).resolve().parents[2] / "kernels" / "cpu"
+# rfwp/ops/compiled.py -> rfwp/kernels/cpu, installed with the package (package data).
+PACKAGE = Path(__file__).resolve().parents[1]
+SOURCES = PACKAGE / "kernels" / "cpu"
+CFLAGS = ["-O3", "-march=native", "-fopenmp"]
+LDFLAGS = ["-fopenmp"]
 
 _extension = None
 _failure: str | None = None
 
 
-def _build():
+def cache_root() -> Path:
+    """Where the extension is built: $RFWP_EXTENSIONS_DIR; ``<checkout>/.cache/rfwp/extensions`` when the
+    package is a source checkout's ``rfwp/`` (a ``pyproject.toml`` beside it); else the per-user cache."""
+    if os.environ.get("RFWP_EXTENSIONS_DIR"):
+        return Path(os.environ["RFWP_EXTENSIONS_DIR"])
+    if (PACKAGE.parent / "pyproject.toml").is_file():
+        return PACKAGE.parent / ".cache" / "rfwp" / "extensions"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rfwp" / "extensions"
+
+
+def _compiler() -> str:
+    return os.environ.get("CXX", "c++")
+
+
+def _machine() -> str:
+    """Host, architecture and CPU model: code built with -march=native may not run on another CPU."""
+    model = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            model = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), model)
+    except OSError:
+        pass
+    return f"{platform.node()} {platform.machine()} {model}"
+
+
+def build_name() -> str:
+    """``rfwp_cpu_<key>``: the module's name and its build folder's; the key digests the sources (headers
+    included), torch's version, the Python ABI, compiler and flags, and the machine."""
+    digest = hashlib.sha256()
+    for path in sorted(SOURCES.iterdir()) if SOURCES.is_dir() else []:
+        if path.is_file():
+            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    digest.update("\0".join([torch.__version__, sysconfig.get_config_var("EXT_SUFFIX") or sys.version,
+                             _compiler(), *CFLAGS, *LDFLAGS, _machine()]).encode())
+    return f"rfwp_cpu_{digest.hexdigest()[:16]}"
+
+
+def build_directory() -> Path:
+    return cache_root() / build_name()
+
+
+def _build(verbose: bool = False):
     sources = sorted(SOURCES.glob("*.cpp"))
     if not sources:
         raise FileNotFoundError(f"no C++ sources in {SOURCES}")
-    compiler = os.environ.get("CXX", "c++")
-    if shutil.which(compiler) is None:
-        raise RuntimeError(f"no C++ compiler: {compiler!r} (from $CXX or the default c++) is not on PATH")
-    # cpp_extension only rebuilds when a listed .cpp changes; the digest also covers the headers.
-    digest = hashlib.sha1(b"".join(p.read_bytes() for p in sorted(SOURCES.iterdir()) if p.is_file()))
-    return load(name=f"rfwp_cpu_{digest.hexdigest()[:12]}", sources=[str(p) for p in sources],
-                extra_cflags=["-O3", "-march=native", "-fopenmp"], extra_ldflags=["-fopenmp"])
+    name, directory = build_name(), build_directory()
+    # A finished build loads without a compiler (ninja finds it up to date); a new one needs one.
+    if not (directory / f"{name}.so").exists() and shutil.which(_compiler()) is None:
+        raise RuntimeError(f"no C++ compiler: {_compiler()!r} (from $CXX or the default c++) is not on PATH")
+    # Our own build folder, not torch's per-user default (keyed by name only, shared by every checkout).
+    directory.mkdir(parents=True, exist_ok=True)
+    return load(name=name, sources=[str(p) for p in sources], extra_cflags=CFLAGS, extra_ldflags=LDFLAGS,
+                build_directory=str(directory), verbose=verbose)
 
 
 def extension():
@@ -82,6 +135,28 @@ def _ext():
         raise RuntimeError(f"the compiled C++ kernels are unavailable ({_failure}); "
                            "call rfwp.ops.<op>(..., implementation=None) to use the reference loop")
     return ext
+
+
+def main() -> int:
+    """Build the extension now (``make venv`` runs this), or find it built; 1 if a compiler is there but the
+    build fails, 0 with a warning if there is no compiler at all (the reference loops are used then)."""
+    global _extension, _failure
+    directory = build_directory()
+    built = (directory / f"{build_name()}.so").exists()
+    if not built and shutil.which(_compiler()) is None:
+        print(f"rfwp: no C++ compiler ({_compiler()!r}): the compiled kernels are not built; "
+              "the reference loops will be used", file=sys.stderr)
+        return 0
+    if not built:
+        print(f"rfwp: building the C++ kernels into {directory} (about 30 s)", flush=True)
+    try:
+        _extension = _build()
+    except Exception as error:
+        _failure = f"{type(error).__name__}: {error}"
+        print(f"rfwp: building the C++ kernels failed: {_failure}", file=sys.stderr)
+        return 1
+    print(f"rfwp: compiled C++ kernels ready: {directory}")
+    return 0
 
 
 class DeltaRuleFunction(torch.autograd.Function):

@@ -2,7 +2,7 @@
 
 Same contract as ``rfwp.ops.reference`` (initial state in, final state out, gradient into the initial
 state, optional per-step ``reset``); float32, bfloat16 or float16 inputs, float32 state and float32
-arithmetic inside; outputs in the inputs' dtype. Kernel sources live in ``kernels/triton``:
+arithmetic inside; outputs in the inputs' dtype. Kernel sources live in ``rfwp/kernels/triton``:
 
   sum_rule                     fused recurrent kernel (fused_recurrent.py)
   delta_rule                   chunkwise WY kernel, chunks of ``CHUNK`` steps (chunked_delta_rule.py)
@@ -39,7 +39,7 @@ from torch import Tensor
 
 from .reference import DeltaLSTMState, DeltaRNNState, RDNState
 
-KERNEL_DIR = Path(__file__).resolve().parents[2] / "kernels" / "triton"
+KERNEL_DIR = Path(__file__).resolve().parents[1] / "kernels" / "triton"   # rfwp/kernels/triton (package data)
 MAX_HEAD_DIM = 128
 CHUNK = 16        # steps per chunk of the WY delta rule (32 doubles its registers)
 CHECKPOINT = 16   # steps between the states the recurrent cells store for their backward
