@@ -3,16 +3,21 @@
     python -m rfwp.reproduce --scale cpu --jobs 2            # what `make reproduce` runs
     python -m rfwp.reproduce --scale smoke --only 01_background
 
-Each notebook gets the parameters scale, seeds (None: the scale's default, ``rfwp.runs.DEFAULT_SEEDS``) and
+Each notebook gets the parameters scale, seeds (None: the scale's default, ``rfwp.train.DEFAULT_SEEDS``) and
 output_dir (``<results>/<notebook>``); its executed copy goes to ``<results>/notebooks/<notebook>.ipynb``, where
 ``<results>`` is ``results/`` at cpu and paper scale and ``results/smoke/`` (git-ignored) at smoke scale.
 A failing notebook fails the batch (exit status 1, with its name and error) after the others have finished.
+
+Executed notebooks are committed, so each is cleaned after its run (``clean_notebook``): no papermill or
+nbclient timings, and the checkout's absolute path replaced by repo-relative paths (the home folder by ``~``),
+so that regenerating results from the committed run records leaves ``git status`` clean.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -20,8 +25,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import nbformat
+
 from rfwp.results import write_index
-from rfwp.runs import REPO_ROOT, SCALES, default_results_dir
+from rfwp.train.runs import REPO_ROOT, SCALES, default_results_dir
 
 KERNEL = "rfwp"
 
@@ -42,7 +49,53 @@ def _error_summary(stderr: str) -> str:
     return "\n".join(lines[-15:])
 
 
-def run_notebook(path: Path, scale: str, seeds: list[int] | None, results_dir: Path, threads: int) -> Outcome:
+# Papermill's and nbclient's records of when things ran: different on every run.
+_TIMINGS = ("start_time", "end_time", "duration")
+
+
+def _relative_paths(root: Path):
+    """A function replacing ``root`` (and, after it, the home folder) in a string: ``root/x`` -> ``x``,
+    ``root`` alone -> ``.``, ``home/x`` -> ``~/x``."""
+    patterns = [(re.compile(re.escape(str(root)) + r"(/|(?![\w.-]))"), lambda m: "" if m.group(1) else ".")]
+    home = str(Path.home())
+    if home not in ("/", str(root)):
+        patterns.append((re.compile(re.escape(home) + r"(?=/|(?![\w.-]))"), lambda m: "~"))
+
+    def replace(text: str) -> str:
+        for pattern, repl in patterns:
+            text = pattern.sub(repl, text)
+        return text
+    return replace
+
+
+def _map_strings(value, fn):
+    if isinstance(value, str):
+        return fn(value)
+    if isinstance(value, list):
+        return [_map_strings(v, fn) for v in value]
+    if isinstance(value, dict):
+        return {k: _map_strings(v, fn) for k, v in value.items()}
+    return value
+
+
+def clean_notebook(path: Path, root: Path = REPO_ROOT) -> None:
+    """Make an executed notebook the same bytes on every run of the same inputs: drop the run's timings
+    (papermill's start/end times and durations, nbclient's ``execution`` timestamps), give the parameters
+    cell papermill injects a fixed id, and replace the
+    absolute paths of this machine (``root``, the home folder) in sources, outputs and metadata."""
+    nb = nbformat.read(path, as_version=nbformat.NO_CONVERT)
+    for record in [nb.metadata.get("papermill", {})] + [c.metadata.get("papermill", {}) for c in nb.cells]:
+        for key in _TIMINGS:
+            record.pop(key, None)
+    for cell in nb.cells:
+        cell.metadata.pop("execution", None)
+        if "id" in cell and "injected-parameters" in cell.metadata.get("tags", []):
+            cell.id = "injected-parameters"   # papermill gives the cell it adds a random id
+    nbformat.write(nbformat.from_dict(_map_strings(nb, _relative_paths(Path(root).resolve()))), path)
+
+
+def run_notebook(path: Path, scale: str, seeds: list[int] | None, results_dir: Path, threads: int,
+                 root: Path = REPO_ROOT) -> Outcome:
     """Execute one notebook in its own papermill process (so notebooks share no state)."""
     output = results_dir / "notebooks" / path.name
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -55,6 +108,8 @@ def run_notebook(path: Path, scale: str, seeds: list[int] | None, results_dir: P
          "--parameters_yaml", json.dumps(parameters), "--no-progress-bar", "--log-level", "WARNING"],
         capture_output=True, text=True, env=env)
     seconds = time.perf_counter() - start
+    if output.exists():
+        clean_notebook(output, root)
     error = None if process.returncode == 0 else f"{_error_summary(process.stderr)}\n(executed notebook: {output})"
     print(f"[{'done' if error is None else 'FAILED'}] {path.stem} in {seconds:.0f} s", flush=True)
     return Outcome(path.stem, seconds, error)
@@ -63,7 +118,8 @@ def run_notebook(path: Path, scale: str, seeds: list[int] | None, results_dir: P
 def reproduce(scale: str, jobs: int = 1, only: list[str] | None = None, seeds: list[int] | None = None,
               notebooks_dir: Path | None = None, results_dir: Path | None = None) -> list[Outcome]:
     notebooks_dir = Path(notebooks_dir) if notebooks_dir is not None else REPO_ROOT / "notebooks"
-    results_dir = Path(results_dir) if results_dir is not None else default_results_dir(scale)
+    # Absolute: each notebook runs in its own folder (papermill --cwd).
+    results_dir = Path(results_dir).resolve() if results_dir is not None else default_results_dir(scale)
     notebooks = sorted(notebooks_dir.glob("*.ipynb"))
     if only:
         unknown = sorted(set(only) - {p.stem for p in notebooks})
@@ -76,8 +132,11 @@ def reproduce(scale: str, jobs: int = 1, only: list[str] | None = None, seeds: l
     # Split the cores between the notebooks running at the same time rather than oversubscribe them
     # (unless OMP_NUM_THREADS is set).
     threads = max(1, (os.cpu_count() or 1) // min(jobs, len(notebooks)))
+    # Paths in the executed notebooks become relative to the folder holding notebooks and results (the checkout).
+    root = Path(os.path.commonpath([notebooks_dir.resolve(), results_dir]))
+    root = root if len(root.parts) > 1 else REPO_ROOT
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        outcomes = list(pool.map(lambda p: run_notebook(p, scale, seeds, results_dir, threads), notebooks))
+        outcomes = list(pool.map(lambda p: run_notebook(p, scale, seeds, results_dir, threads, root), notebooks))
     index = write_index(results_dir)
     print(f"index: {index}")
     return outcomes

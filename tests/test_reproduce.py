@@ -66,3 +66,19 @@ def test_batch_reports_failure_by_name_and_writes_index(tmp_path):
     assert "| 01_good | C1 | reproduced | cpu |" in index
     for ident in [f"Table {i}" for i in range(1, 9)] + [f"Figure {i}" for i in range(1, 13)]:
         assert f"| {ident} |" in index
+
+    # The executed notebook holds no run times and no absolute path (they become relative to the folder
+    # holding notebooks/ and results/), so a rerun of the same inputs writes the same bytes everywhere.
+    executed = (results / "notebooks/01_good.ipynb").read_text()
+    for text in ("start_time", "end_time", "duration", "iopub", str(tmp_path)):
+        assert text not in executed, text
+    assert 'output_dir = \\"results/01_good\\"' in executed and '"input_path": "notebooks/01_good.ipynb"' in executed
+    before = {p: p.read_bytes() for p in sorted(results.rglob("*")) if p.is_file()}
+    again = subprocess.run(
+        [sys.executable, "-m", "rfwp.reproduce", "--scale", "cpu", "--only", "01_good", "--seeds", "4", "5",
+         "--notebooks", str(notebooks), "--results-dir", str(results)],
+        capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    after = {p: p.read_bytes() for p in sorted(results.rglob("*")) if p.is_file()}
+    assert after.keys() == before.keys()
+    assert [str(p) for p in after if after[p] != before[p]] == []

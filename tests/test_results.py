@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import matplotlib
 import pandas as pd
@@ -80,3 +81,27 @@ def test_outputs_and_index(tmp_path):
     assert any("[png](01_x/icml_F1.png)" in r for r in rows)
     assert "| 01_x | C1 | reproduced | smoke |" in index and "| 01_x | C2 | undecided | smoke |" in index
     assert index.count("not yet") == (8 + 12) + (6 + 5) - 2   # every item of both papers but the two written
+
+
+def test_rewriting_the_same_outputs_gives_the_same_bytes(tmp_path):
+    """No times (or temporary files) in what Outputs and the index write: regenerating unchanged results
+    leaves ``git status`` clean."""
+    def write_all():
+        out = Outputs(notebook="01_x", scale="cpu", output_dir=tmp_path / "01_x")
+        out.table(pd.DataFrame({"model": ["DPFP"], "update": ["delta"], "valid_ppl": [40.0]}), paper="icml",
+                  ident="T5", caption="c", paper_df=paper.table("icml", "T5"))
+        fig, ax = plt.subplots()
+        ax.plot([0, 1])
+        out.figure(fig, paper="icml", ident="F1", caption="f")
+        plt.close(fig)
+        out.claim("C1", "first", reproduced=True, evidence="e")
+        write_index(tmp_path)
+        return {p.relative_to(tmp_path): p.read_bytes() for p in sorted(tmp_path.rglob("*")) if p.is_file()}
+
+    first = write_all()
+    assert write_all() == first
+    assert sorted(map(str, first)) == ["01_x/claims.json", "01_x/claims.md", "01_x/icml_F1.png", "01_x/icml_T5.csv",
+                                       "01_x/icml_T5.md", "01_x/manifest.json", "README.md"]
+    manifest = json.loads(first[Path("01_x/manifest.json")])
+    assert all("time" not in entry for entry in manifest["outputs"].values())
+    assert all("time" not in claim for claim in json.loads(first[Path("01_x/claims.json")]).values())
