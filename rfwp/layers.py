@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from . import ops
 from .feature_maps import KEY_MAPS, FeatureMap, build_key_map, check_choice
+from .ops import check_reset
 from .ops.reference import DELTA_LSTM_VERSIONS, DELTA_RNN_VERSIONS
 
 
@@ -46,19 +47,9 @@ class FeatureMapConfig:
 FAST_QUERY_EPS = 1e-5
 
 
-def check_reset(reset: Tensor | None, batch: int, length: int) -> None:
-    if reset is None:
-        return
-    if tuple(reset.shape) != (batch, length):
-        raise ValueError(f"reset has shape {tuple(reset.shape)} but must be (batch, length) = {(batch, length)}: "
-                         f"one flag per sequence and step, True where the state is zeroed before that step")
-    if reset.dtype != torch.bool:
-        raise ValueError(f"reset must be a bool tensor, got {reset.dtype}; convert it with reset.bool()")
-
-
-def rate(b: Tensor) -> Tensor:
-    """β = σ(W_β x) (RFWP Eq. 9), one learning rate per head and step."""
-    return torch.sigmoid(b.squeeze(-1))
+def rate(beta_logit: Tensor) -> Tensor:
+    """β = σ(W_β x) (RFWP Eq. 9) from the slow net's W_β x (..., 1): one learning rate per head and step."""
+    return torch.sigmoid(beta_logit.squeeze(-1))
 
 
 class MultiHeadLayer(nn.Module):
@@ -143,8 +134,8 @@ def normalised_delta_rule(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, state: 
     return y, FastWeightState(W, z[:, :, -1])
 
 
-def _no_attention_normalisation(phi: FeatureMapConfig, layer: str) -> None:
-    if phi.normalisation == "attention":
+def _no_attention_normalisation(feature_map_config: FeatureMapConfig, layer: str) -> None:
+    if feature_map_config.normalisation == "attention":
         raise ValueError(f"{layer} does not support normalisation='attention' (ICML Eqs. 26-28 are implemented "
                          f"for LinearTransformerLayer and DeltaNetLayer); use 'sum' or 'none'")
 
@@ -156,16 +147,17 @@ class LinearTransformerLayer(MultiHeadLayer):
     """Linear Transformer (RFWP Eqs. 5-7): W_t = W_{t−1} + v_t ⊗ φ(k_t),  y_t = W_t φ(q_t).
     State: W (B, H, d_head, d_dot), or FastWeightState(W, z) with attention normalisation."""
 
-    def __init__(self, d_model: int, n_heads: int, d_head: int, phi: FeatureMapConfig = FeatureMapConfig(),
-                 dropout: float = 0.0, output_scale: float = 1.0, implementation: str | None = None):
+    def __init__(self, d_model: int, n_heads: int, d_head: int,
+                 feature_map_config: FeatureMapConfig = FeatureMapConfig(), dropout: float = 0.0,
+                 output_scale: float = 1.0, implementation: str | None = None):
         super().__init__(d_model, n_heads, d_head, (d_head, d_head, d_head), dropout, output_scale)
-        self.phi = phi.build(d_head)
+        self.feature_map = feature_map_config.build(d_head)
         self.implementation = implementation
 
     def forward(self, x: Tensor, state=None, reset: Tensor | None = None):
         q, k, v = self.slow_net(x, reset)
-        q, k = self.phi(q, k)
-        if self.phi.normalisation == "attention":
+        q, k = self.feature_map(q, k)
+        if self.feature_map.normalisation == "attention":
             y, state = normalised_sum_rule(q, k, v, state, reset, implementation=self.implementation)
         else:
             y, state = ops.sum_rule(q, k, v, state, reset, implementation=self.implementation)
@@ -176,16 +168,17 @@ class DeltaNetLayer(MultiHeadLayer):
     """Delta Net (RFWP Eqs. 8-10): W_t = W_{t−1} + β_t (v_t − W_{t−1} φ(k_t)) ⊗ φ(k_t),  y_t = W_t φ(q_t).
     State: W (B, H, d_head, d_dot), or FastWeightState(W, z) with attention normalisation."""
 
-    def __init__(self, d_model: int, n_heads: int, d_head: int, phi: FeatureMapConfig = FeatureMapConfig(),
-                 dropout: float = 0.0, output_scale: float = 1.0, implementation: str | None = None):
+    def __init__(self, d_model: int, n_heads: int, d_head: int,
+                 feature_map_config: FeatureMapConfig = FeatureMapConfig(), dropout: float = 0.0,
+                 output_scale: float = 1.0, implementation: str | None = None):
         super().__init__(d_model, n_heads, d_head, (d_head, d_head, d_head, 1), dropout, output_scale)
-        self.phi = phi.build(d_head)
+        self.feature_map = feature_map_config.build(d_head)
         self.implementation = implementation
 
     def forward(self, x: Tensor, state=None, reset: Tensor | None = None):
         q, k, v, b = self.slow_net(x, reset)
-        q, k = self.phi(q, k)
-        if self.phi.normalisation == "attention":
+        q, k = self.feature_map(q, k)
+        if self.feature_map.normalisation == "attention":
             y, state = normalised_delta_rule(q, k, v, rate(b), state, reset, implementation=self.implementation)
         else:
             y, state = ops.delta_rule(q, k, v, rate(b), state, reset, implementation=self.implementation)
@@ -200,23 +193,25 @@ class DeltaRNNLayer(MultiHeadLayer):
     programmed by the delta rule; R's keys, values and rates come from the slow net, which gives
     H·(5·d_head + 2) outputs per step. State: DeltaRNNState(W, R, y)."""
 
-    def __init__(self, d_model: int, n_heads: int, d_head: int, phi: FeatureMapConfig = FeatureMapConfig(),
-                 version: str = "B", recurrent_key_map: str = "softmax", dropout: float = 0.0,
-                 output_scale: float = 1.0, implementation: str | None = None):
+    def __init__(self, d_model: int, n_heads: int, d_head: int,
+                 feature_map_config: FeatureMapConfig = FeatureMapConfig(), version: str = "B",
+                 recurrent_key_map: str = "softmax", dropout: float = 0.0, output_scale: float = 1.0,
+                 implementation: str | None = None):
         d = d_head
         super().__init__(d_model, n_heads, d_head, (d, d, d, 1, d, d, 1), dropout, output_scale)
-        _no_attention_normalisation(phi, "DeltaRNNLayer")
+        _no_attention_normalisation(feature_map_config, "DeltaRNNLayer")
         check_choice("Delta RNN version", version, DELTA_RNN_VERSIONS)
         self.version, self.implementation = version, implementation
-        self.phi = phi.build(d)
+        self.feature_map = feature_map_config.build(d)
         # R's keys must be positive and sum to one for a stable delta rule (RFWP Sec. 3.1); the
         # paper leaves their map open, the authors use a softmax (original-code.md §3).
-        self.recurrent_key = build_key_map(recurrent_key_map, d)
+        self.recurrent_feature_map = build_key_map(recurrent_key_map, d)
 
     def forward(self, x: Tensor, state=None, reset: Tensor | None = None):
-        q, k, v, b, rk, rv, rb = self.slow_net(x, reset)
-        q, k = self.phi(q, k)
-        y, state = ops.delta_rnn(q, k, v, rate(b), self.recurrent_key(rk), rv, rate(rb), state, reset,
+        q, k, v, beta_logit, recurrent_k, recurrent_v, recurrent_beta_logit = self.slow_net(x, reset)
+        q, k = self.feature_map(q, k)
+        y, state = ops.delta_rnn(q, k, v, rate(beta_logit), self.recurrent_feature_map(recurrent_k), recurrent_v,
+                                 rate(recurrent_beta_logit), state, reset,
                                  self.version, implementation=self.implementation)
         return self.project_out(y), state
 
@@ -227,24 +222,27 @@ class DeltaLSTMLayer(MultiHeadLayer):
     rate, as three Delta Nets in the authors' code: H·(15·d_head + 6) slow outputs per step.
     State: DeltaLSTMState(W, R, c, y)."""
 
-    def __init__(self, d_model: int, n_heads: int, d_head: int, phi: FeatureMapConfig = FeatureMapConfig(),
-                 version: str = "D", recurrent_key_map: str = "softmax", dropout: float = 0.0,
-                 output_scale: float = 1.0, implementation: str | None = None):
+    def __init__(self, d_model: int, n_heads: int, d_head: int,
+                 feature_map_config: FeatureMapConfig = FeatureMapConfig(), version: str = "D",
+                 recurrent_key_map: str = "softmax", dropout: float = 0.0, output_scale: float = 1.0,
+                 implementation: str | None = None):
         d = 3 * d_head
         super().__init__(d_model, n_heads, d_head, (d, d, d, 3, d, d, 3), dropout, output_scale)
-        _no_attention_normalisation(phi, "DeltaLSTMLayer")
+        _no_attention_normalisation(feature_map_config, "DeltaLSTMLayer")
         check_choice("Delta LSTM version", version, DELTA_LSTM_VERSIONS)
         self.version, self.implementation = version, implementation
-        self.phi = phi.build(d_head)
-        self.recurrent_key = build_key_map(recurrent_key_map, d_head)
+        self.feature_map = feature_map_config.build(d_head)
+        self.recurrent_feature_map = build_key_map(recurrent_key_map, d_head)
 
     def forward(self, x: Tensor, state=None, reset: Tensor | None = None):
-        q, k, v, b, rk, rv, rb = self.slow_net(x, reset)
+        q, k, v, beta_logit, recurrent_k, recurrent_v, recurrent_beta_logit = self.slow_net(x, reset)
         # gate axis at 2: vectors (B, H, L, 3·n) → (B, H, 3, L, n), rates (B, H, L, 3) → (B, H, 3, L)
-        q, k, v, rk, rv = (t.unflatten(-1, (3, -1)).movedim(3, 2) for t in (q, k, v, rk, rv))
-        b, rb = b.movedim(-1, 2), rb.movedim(-1, 2)
-        q, k = self.phi(q, k)
-        y, state = ops.delta_lstm(q, k, v, torch.sigmoid(b), self.recurrent_key(rk), rv, torch.sigmoid(rb),
+        q, k, v, recurrent_k, recurrent_v = (t.unflatten(-1, (3, -1)).movedim(3, 2)
+                                             for t in (q, k, v, recurrent_k, recurrent_v))
+        beta_logit, recurrent_beta_logit = beta_logit.movedim(-1, 2), recurrent_beta_logit.movedim(-1, 2)
+        q, k = self.feature_map(q, k)
+        y, state = ops.delta_lstm(q, k, v, torch.sigmoid(beta_logit), self.recurrent_feature_map(recurrent_k),
+                                  recurrent_v, torch.sigmoid(recurrent_beta_logit),
                                   state, reset, self.version, implementation=self.implementation)
         return self.project_out(y), state
 
@@ -260,9 +258,10 @@ class DeltaMLPLayer(MultiHeadLayer):
     each fast layer, its key (input size), value (output size) and rate. State: tuple of the fast weights.
     """
 
-    def __init__(self, d_model: int, n_heads: int, d_head: int, phi: FeatureMapConfig = FeatureMapConfig(),
-                 fast_layers: int = 2, d_hidden: int | None = None, residual: bool = True, dropout: float = 0.0,
-                 output_scale: float = 1.0, implementation: str | None = None):
+    def __init__(self, d_model: int, n_heads: int, d_head: int,
+                 feature_map_config: FeatureMapConfig = FeatureMapConfig(), fast_layers: int = 2,
+                 d_hidden: int | None = None, residual: bool = True, dropout: float = 0.0, output_scale: float = 1.0,
+                 implementation: str | None = None):
         if fast_layers < 2 or fast_layers % 2:
             raise ValueError(f"fast_layers must be a positive even number (pairs d_head → d_hidden → d_head), "
                              f"got {fast_layers}")
@@ -271,9 +270,9 @@ class DeltaMLPLayer(MultiHeadLayer):
         outputs = (d_hidden, d_head) * (fast_layers // 2)
         sizes = (d_head,) + sum(((i, o, 1) for i, o in zip(widths, outputs)), ())
         super().__init__(d_model, n_heads, d_head, sizes, dropout, output_scale)
-        _no_attention_normalisation(phi, "DeltaMLPLayer")
+        _no_attention_normalisation(feature_map_config, "DeltaMLPLayer")
         self.fast_layers, self.residual, self.implementation = fast_layers, residual, implementation
-        self.phis = nn.ModuleList(phi.build(i, FAST_QUERY_EPS) for i in widths)
+        self.feature_maps = nn.ModuleList(feature_map_config.build(i, FAST_QUERY_EPS) for i in widths)
         self.norms = nn.ModuleList(nn.LayerNorm(d_head) for _ in range(fast_layers // 2) if residual)
 
     def forward(self, x: Tensor, state=None, reset: Tensor | None = None):
@@ -282,9 +281,9 @@ class DeltaMLPLayer(MultiHeadLayer):
         weights = []
         for j in range(0, self.fast_layers, 2):
             k1, v1, b1, k2, v2, b2 = parts[3 * j:3 * j + 6]
-            a, k1 = self.phis[j](self.norms[j // 2](h) if self.residual else h, k1)
+            a, k1 = self.feature_maps[j](self.norms[j // 2](h) if self.residual else h, k1)
             hidden, W1 = ops.delta_rule(a, k1, v1, rate(b1), state[j], reset, implementation=self.implementation)
-            hidden, k2 = self.phis[j + 1](hidden, k2)
+            hidden, k2 = self.feature_maps[j + 1](hidden, k2)
             out, W2 = ops.delta_rule(hidden, k2, v2, rate(b2), state[j + 1], reset,
                                      implementation=self.implementation)
             h = h + out if self.residual else out
@@ -302,22 +301,24 @@ class DeltaDeltaNetLayer(MultiHeadLayer):
     Delta Net reads x; its output at each step, of size 3·d_head + 1, is the fast Delta Net's q, k, v
     and β; the fast Delta Net's output is y. State: DeltaDeltaState(slow, fast)."""
 
-    def __init__(self, d_model: int, n_heads: int, d_head: int, phi: FeatureMapConfig = FeatureMapConfig(),
-                 dropout: float = 0.0, output_scale: float = 1.0, implementation: str | None = None):
+    def __init__(self, d_model: int, n_heads: int, d_head: int,
+                 feature_map_config: FeatureMapConfig = FeatureMapConfig(), dropout: float = 0.0,
+                 output_scale: float = 1.0, implementation: str | None = None):
         d = d_head
         super().__init__(d_model, n_heads, d_head, (d, d, 3 * d + 1, 1), dropout, output_scale)
-        _no_attention_normalisation(phi, "DeltaDeltaNetLayer")
+        _no_attention_normalisation(feature_map_config, "DeltaDeltaNetLayer")
         self.implementation = implementation
-        self.phi_slow, self.phi_fast = phi.build(d, FAST_QUERY_EPS), phi.build(d, FAST_QUERY_EPS)
+        self.feature_map_slow = feature_map_config.build(d, FAST_QUERY_EPS)
+        self.feature_map_fast = feature_map_config.build(d, FAST_QUERY_EPS)
 
     def forward(self, x: Tensor, state=None, reset: Tensor | None = None):
         q, k, v, b = self.slow_net(x, reset)
         W_slow, W_fast = (None, None) if state is None else state
-        q, k = self.phi_slow(q, k)
+        q, k = self.feature_map_slow(q, k)
         u, W_slow = ops.delta_rule(q, k, v, rate(b), W_slow, reset, implementation=self.implementation)
         d = self.d_head
         fq, fk, fv, fb = u.split((d, d, d, 1), dim=-1)
-        fq, fk = self.phi_fast(fq, fk)
+        fq, fk = self.feature_map_fast(fq, fk)
         y, W_fast = ops.delta_rule(fq, fk, fv, rate(fb), W_fast, reset, implementation=self.implementation)
         return self.project_out(y), DeltaDeltaState(W_slow, W_fast)
 
@@ -342,8 +343,8 @@ class RecurrentDeltaNetLayer(MultiHeadLayer):
         self.R_beta = nn.Parameter(torch.randn(n_heads, d) / d ** 0.5)
 
     def forward(self, x: Tensor, state=None, reset: Tensor | None = None):
-        q, k, v, b = self.slow_net(x, reset)
-        y, state = ops.recurrent_delta_net(q, k, v, b.squeeze(-1), self.R_q, self.R_k, self.R_v, self.R_beta,
+        q, k, v, beta_logit = self.slow_net(x, reset)
+        y, state = ops.recurrent_delta_net(q, k, v, beta_logit.squeeze(-1), self.R_q, self.R_k, self.R_v, self.R_beta,
                                            state, reset, self.key_map, implementation=self.implementation)
         return self.project_out(y), state
 

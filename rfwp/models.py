@@ -73,7 +73,7 @@ class ModelConfig:
         return self.n_outputs or self.vocab_size
 
     @property
-    def phi(self) -> FeatureMapConfig:
+    def feature_map_config(self) -> FeatureMapConfig:
         return FeatureMapConfig(self.feature_map, self.nu, self.m, self.normalisation)
 
     def check_io(self) -> None:
@@ -153,7 +153,7 @@ def make_layer(name: str, c: ModelConfig) -> nn.Module:
     heads.update(output_scale=c.output_scale, implementation=c.implementation)
     if name == "recurrent_delta_net":
         return RecurrentDeltaNetLayer(**heads, key_map=c.key_map)
-    heads["phi"] = c.phi
+    heads["feature_map_config"] = c.feature_map_config
     version = c.version or TABLE1_VERSIONS.get(name)
     if name == "linear_transformer":
         return LinearTransformerLayer(**heads)

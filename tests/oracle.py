@@ -42,17 +42,18 @@ def make_inputs(op: str, B: int, H: int, L: int, d_key: int, d_value: int, *, se
     kw = {}
     if op == "recurrent_delta_net":
         kw.update(q=randn(B, H, L, d_key), k=randn(B, H, L, d_key), v=randn(B, H, L, d_value),
-                  beta=randn(B, H, L), Rq=randn(H, d_key, d_value) / d_value ** 0.5,
-                  Rk=randn(H, d_key, d_value) / d_value ** 0.5, Rv=randn(H, d_value, d_value) / d_value ** 0.5,
-                  rbeta=randn(H, d_value) / d_value ** 0.5)
+                  beta_logit=randn(B, H, L), R_q=randn(H, d_key, d_value) / d_value ** 0.5,
+                  R_k=randn(H, d_key, d_value) / d_value ** 0.5, R_v=randn(H, d_value, d_value) / d_value ** 0.5,
+                  R_beta=randn(H, d_value) / d_value ** 0.5)
     else:
         kw.update(q=_key((B, H, *gates, L, d_key), g, dtype), k=_key((B, H, *gates, L, d_key), g, dtype),
                   v=randn(B, H, *gates, L, d_value))
         if op != "sum_rule":
             kw["beta"] = torch.sigmoid(randn(B, H, *gates, L))
         if op in ("delta_rnn", "delta_lstm"):
-            kw.update(rk=_key((B, H, *gates, L, d_value), g, dtype), rv=randn(B, H, *gates, L, d_value),
-                      rbeta=torch.sigmoid(randn(B, H, *gates, L)))
+            kw.update(recurrent_k=_key((B, H, *gates, L, d_value), g, dtype),
+                      recurrent_v=randn(B, H, *gates, L, d_value),
+                      recurrent_beta=torch.sigmoid(randn(B, H, *gates, L)))
     if with_state:
         W = 0.5 * randn(B, H, *gates, d_value, d_key)
         if op in ("sum_rule", "delta_rule"):

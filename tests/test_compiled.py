@@ -91,8 +91,9 @@ def test_gradcheck_delta_rule():
 def test_gradcheck_delta_rnn_recurrence(version):
     kw = make_inputs("delta_rnn", 2, 1, 18, 3, 3, seed=1, reset_prob=0.0)
     z = torch.randn(2, 1, 18, 3, dtype=torch.float64, requires_grad=True)
+    s = kw["state"]
     _gradcheck(compiled.DeltaRNNRecurrence.apply,
-               (z, kw["rk"], kw["rv"], kw["rbeta"], kw["state"].R, kw["state"].y, _reset(2, 18), version))
+               (z, kw["recurrent_k"], kw["recurrent_v"], kw["recurrent_beta"], s.R, s.y, _reset(2, 18), version))
 
 
 @pytest.mark.parametrize("version", reference.DELTA_LSTM_VERSIONS)
@@ -101,7 +102,7 @@ def test_gradcheck_delta_lstm_recurrence(version):
     z = torch.randn(2, 1, 3, 6, 3, dtype=torch.float64, requires_grad=True)
     s = kw["state"]
     _gradcheck(compiled.DeltaLSTMRecurrence.apply,
-               (z, kw["rk"], kw["rv"], kw["rbeta"], s.R, s.c, s.y, _reset(2, 6), version))
+               (z, kw["recurrent_k"], kw["recurrent_v"], kw["recurrent_beta"], s.R, s.c, s.y, _reset(2, 6), version))
 
 
 @pytest.mark.parametrize("key_map", KEY_MAPS)
@@ -109,7 +110,7 @@ def test_gradcheck_recurrent_delta_net(key_map):
     kw = make_inputs("recurrent_delta_net", 2, 2, 6, 3, 3, seed=3, reset_prob=0.0)
     s = kw["state"]
     _gradcheck(compiled.RecurrentDeltaNetFunction.apply,
-               (kw["q"], kw["k"], kw["v"], kw["beta"], kw["Rq"], kw["Rk"], kw["Rv"], kw["rbeta"], s.W, s.y,
+               (kw["q"], kw["k"], kw["v"], kw["beta_logit"], kw["R_q"], kw["R_k"], kw["R_v"], kw["R_beta"], s.W, s.y,
                 _reset(2, 6), key_map))
 
 

@@ -205,7 +205,7 @@ def test_delta_mlp_equals_step_by_step_fast_mlp():
             a = layer.norms[j // 2](ht)
             for i in (j, j + 1):
                 k, v, b = (p[:, :, t] for p in parts[3 * i:3 * i + 3])
-                a, k = layer.phis[i](a, k)
+                a, k = layer.feature_maps[i](a, k)
                 if Ws[i] is None:
                     Ws[i] = k.new_zeros(B, H, v.shape[-1], k.shape[-1])
                 beta = torch.sigmoid(b)
@@ -233,10 +233,10 @@ def test_delta_delta_net_equals_step_by_step():
 
     ys = []
     for t in range(L):
-        qt, kt = layer.phi_slow(q[:, :, t], k[:, :, t])
+        qt, kt = layer.feature_map_slow(q[:, :, t], k[:, :, t])
         S = delta(S, kt, v[:, :, t], torch.sigmoid(b[:, :, t, 0]))
         u = (S @ qt[..., None]).squeeze(-1)
-        fq, fk = layer.phi_fast(u[..., :d], u[..., d:2 * d])
+        fq, fk = layer.feature_map_fast(u[..., :d], u[..., d:2 * d])
         W = delta(W, fk, u[..., 2 * d:3 * d], torch.sigmoid(u[..., -1]))
         ys.append((W @ fq[..., None]).squeeze(-1))
     y, state = layer(x)

@@ -32,16 +32,19 @@ def test_delta_rule_with_unit_beta_and_orthonormal_keys_retrieves_the_last_value
         torch.testing.assert_close(W[0, 0] @ basis[key], v[0, 0, last])
 
 
+SLOW_WEIGHTS = ("R_q", "R_k", "R_v", "R_beta")  # the RDN's slow recurrent weights: not per step
+
+
 def split_in_time(op, kwargs, t):
     """The per-step inputs of ``op`` cut at step t; slow weights and the state are not cut."""
     first, second = {}, {}
     for name, value in kwargs.items():
-        if name == "state" or name in ("Rq", "Rk", "Rv") or (op == "recurrent_delta_net" and name == "rbeta"):
+        if name in ("state", *SLOW_WEIGHTS):
             continue
         axis = 1 if name == "reset" else 3 if op == "delta_lstm" else 2
         first[name] = value.narrow(axis, 0, t)
         second[name] = value.narrow(axis, t, value.shape[axis] - t)
-    slow = {n: kwargs[n] for n in ("Rq", "Rk", "Rv", "rbeta") if op == "recurrent_delta_net"}
+    slow = {n: kwargs[n] for n in SLOW_WEIGHTS if n in kwargs}
     return {**first, **slow}, {**second, **slow}
 
 

@@ -70,26 +70,41 @@ def _expect(name: str, t: Tensor, shape: tuple, hint: str) -> None:
         raise ValueError(f"{name} has shape {tuple(t.shape)} but must be {tuple(shape)}: {hint}")
 
 
-def _check(q: Tensor, k: Tensor, v: Tensor, beta: Tensor | None, reset: Tensor | None, gates: int = 0):
-    """Shape checks shared by all ops; ``gates`` > 0 for inputs with a gate axis at 2 (Delta LSTM)."""
+def check_reset(reset: Tensor | None, batch: int, length: int) -> None:
+    """``reset`` is None or a bool (batch, length) tensor: True where the state is zeroed before that step."""
+    if reset is None:
+        return
+    if tuple(reset.shape) != (batch, length):
+        raise ValueError(f"reset has shape {tuple(reset.shape)} but must be (batch, length) = {(batch, length)}: "
+                         f"one flag per sequence and step, True where the state is zeroed before that step")
+    if reset.dtype != torch.bool:
+        raise ValueError(f"reset must be a bool tensor, got {reset.dtype}; convert it with reset.bool()")
+
+
+def _check(q: Tensor, k: Tensor, v: Tensor, beta: Tensor | None, reset: Tensor | None, gates: int = 0,
+           names: tuple[str, str, str, str] = ("q", "k", "v", "beta")):
+    """Shape checks shared by all ops; ``gates`` > 0 for inputs with a gate axis at 2 (Delta LSTM); ``names``
+    are the arguments' names in the messages."""
+    q_name, k_name, v_name, beta_name = names
     lead = 3 + (gates > 0)
     if k.dim() != lead + 1:
         layout = "(batch, heads, gates, length, dim)" if gates else "(batch, heads, length, dim)"
-        raise ValueError(f"k has {k.dim()} dimensions but must be {layout}; "
+        raise ValueError(f"{k_name} has {k.dim()} dimensions but must be {layout}; "
                          f"permute (batch, length, heads, dim) inputs with .transpose(1, 2)")
     if gates and k.shape[2] != gates:
-        raise ValueError(f"k has {k.shape[2]} gates on axis 2 but must have {gates} (u, f, o: RFWP Eqs. 36-40)")
+        raise ValueError(f"{k_name} has {k.shape[2]} gates on axis 2 but must have {gates} "
+                         f"(u, f, o: RFWP Eqs. 36-40)")
     *prefix, L, dk = k.shape
-    _expect("q", q, (*prefix, L, dk), "queries and keys share every dimension")
+    _expect(q_name, q, (*prefix, L, dk), "queries and keys share every dimension")
     if tuple(v.shape[:-1]) != (*prefix, L):
-        raise ValueError(f"v has shape {tuple(v.shape)} but must be {(*prefix, L, 'd_value')}: "
+        raise ValueError(f"{v_name} has shape {tuple(v.shape)} but must be {(*prefix, L, 'd_value')}: "
                          f"values share batch, heads and length with the keys")
     if beta is not None:
-        _expect("beta", beta, (*prefix, L), "one learning rate per head and step (squeeze the last axis)")
-    if reset is not None:
-        _expect("reset", reset, (prefix[0], L), "one flag per batch row and step")
-        if reset.dtype != torch.bool:
-            raise ValueError(f"reset must be a bool tensor, got {reset.dtype}")
+        _expect(beta_name, beta, (*prefix, L), "one learning rate per head and step (squeeze the last axis)")
+    check_reset(reset, prefix[0], L)
+
+
+_RECURRENT_NAMES = ("recurrent_k", "recurrent_k", "recurrent_v", "recurrent_beta")
 
 
 def _check_state(state, kind, **shapes: tuple) -> None:
@@ -129,44 +144,44 @@ def delta_rule(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, state: Tensor | No
     return resolve("delta_rule", k, v, implementation)(q, k, v, beta, state, reset)
 
 
-def delta_rnn(q, k, v, beta, rk, rv, rbeta, state: DeltaRNNState | None = None, reset=None, version="B",
-              *, implementation: str | None = None):
+def delta_rnn(q, k, v, beta, recurrent_k, recurrent_v, recurrent_beta, state: DeltaRNNState | None = None,
+              reset=None, version="B", *, implementation: str | None = None):
     """Delta RNN, RFWP Eq. 12 (version B) or Eq. 19 (version A). Returns (out, DeltaRNNState)."""
     _check(q, k, v, beta, reset)
-    _check(rk, rk, rv, rbeta, reset)
+    _check(recurrent_k, recurrent_k, recurrent_v, recurrent_beta, None, names=_RECURRENT_NAMES)
     B, H, _, dk = k.shape
     dv = v.shape[-1]
     _check_state(state, DeltaRNNState, W=(B, H, dv, dk), R=(B, H, dv, dv), y=(B, H, dv))
-    return resolve("delta_rnn", k, v, implementation, version=version)(q, k, v, beta, rk, rv, rbeta, state, reset,
-                                                                        version)
+    return resolve("delta_rnn", k, v, implementation, version=version)(
+        q, k, v, beta, recurrent_k, recurrent_v, recurrent_beta, state, reset, version)
 
 
-def delta_lstm(q, k, v, beta, rk, rv, rbeta, state: DeltaLSTMState | None = None, reset=None, version="D",
-               *, implementation: str | None = None):
+def delta_lstm(q, k, v, beta, recurrent_k, recurrent_v, recurrent_beta, state: DeltaLSTMState | None = None,
+               reset=None, version="D", *, implementation: str | None = None):
     """Delta LSTM, RFWP Eqs. 20-40 (versions A-D). Returns (out, DeltaLSTMState)."""
     _check(q, k, v, beta, reset, gates=3)
-    _check(rk, rk, rv, rbeta, reset, gates=3)
+    _check(recurrent_k, recurrent_k, recurrent_v, recurrent_beta, None, gates=3, names=_RECURRENT_NAMES)
     B, H, _, _, dk = k.shape
     dv = v.shape[-1]
     _check_state(state, DeltaLSTMState, W=(B, H, 3, dv, dk), R=(B, H, 3, dv, dv), c=(B, H, dv), y=(B, H, dv))
-    return resolve("delta_lstm", k, v, implementation, version=version)(q, k, v, beta, rk, rv, rbeta, state, reset,
-                                                                         version)
+    return resolve("delta_lstm", k, v, implementation, version=version)(
+        q, k, v, beta, recurrent_k, recurrent_v, recurrent_beta, state, reset, version)
 
 
-def recurrent_delta_net(q, k, v, beta, Rq, Rk, Rv, rbeta, state: RDNState | None = None, reset=None,
+def recurrent_delta_net(q, k, v, beta_logit, R_q, R_k, R_v, R_beta, state: RDNState | None = None, reset=None,
                         key_map="softmax", *, implementation: str | None = None):
-    """Recurrent Delta Net, RFWP Eqs. 15-18. Returns (out, RDNState)."""
-    _check(q, k, v, beta, reset)
+    """Recurrent Delta Net, RFWP Eqs. 15-18; ``beta_logit`` is W_β x, before σ. Returns (out, RDNState)."""
+    _check(q, k, v, beta_logit, reset, names=("q", "k", "v", "beta_logit"))
     B, H, _, dk = k.shape
     dv = v.shape[-1]
-    _expect("Rq", Rq, (H, dk, dv), "R_q maps tanh(y_{t-1}) to the query, one matrix per head (Eq. 17)")
-    _expect("Rk", Rk, (H, dk, dv), "R_k maps tanh(y_{t-1}) to the key, one matrix per head (Eq. 15)")
-    _expect("Rv", Rv, (H, dv, dv), "R_v maps tanh(y_{t-1}) to the value, one matrix per head (Eq. 16)")
-    _expect("rbeta", rbeta, (H, dv), "R_β maps tanh(y_{t-1}) to β, one row per head (Eq. 18)")
+    _expect("R_q", R_q, (H, dk, dv), "R_q maps tanh(y_{t-1}) to the query, one matrix per head (Eq. 17)")
+    _expect("R_k", R_k, (H, dk, dv), "R_k maps tanh(y_{t-1}) to the key, one matrix per head (Eq. 15)")
+    _expect("R_v", R_v, (H, dv, dv), "R_v maps tanh(y_{t-1}) to the value, one matrix per head (Eq. 16)")
+    _expect("R_beta", R_beta, (H, dv), "R_β maps tanh(y_{t-1}) to β, one row per head (Eq. 18)")
     _check_state(state, RDNState, W=(B, H, dv, dk), y=(B, H, dv))
-    return resolve("recurrent_delta_net", k, v, implementation, key_map=key_map)(q, k, v, beta, Rq, Rk, Rv, rbeta,
-                                                                                state, reset, key_map)
+    return resolve("recurrent_delta_net", k, v, implementation, key_map=key_map)(
+        q, k, v, beta_logit, R_q, R_k, R_v, R_beta, state, reset, key_map)
 
 
 __all__ = ["sum_rule", "delta_rule", "delta_rnn", "delta_lstm", "recurrent_delta_net", "resolve",
-           "unsupported", "IMPLEMENTATIONS", "DeltaRNNState", "DeltaLSTMState", "RDNState"]
+           "unsupported", "check_reset", "IMPLEMENTATIONS", "DeltaRNNState", "DeltaLSTMState", "RDNState"]

@@ -176,61 +176,64 @@ class DeltaRuleFunction(torch.autograd.Function):
 
 
 class DeltaRNNRecurrence(torch.autograd.Function):
-    """(z, rk, rv, rbeta, R0, y0, reset, version) -> (out, R_L, y_L): the Delta RNN given z_t = W_t q_t."""
+    """(z, recurrent_k, recurrent_v, recurrent_beta, R0, y0, reset, version) -> (out, R_L, y_L): the Delta RNN
+    given z_t = W_t q_t."""
 
     @staticmethod
-    def forward(ctx, z, rk, rv, rbeta, R0, y0, reset, version):
-        out, R, y, checkpoints, queries = _ext().delta_rnn_forward(z, rk, rv, rbeta, R0, y0, reset, version,
+    def forward(ctx, z, recurrent_k, recurrent_v, recurrent_beta, R0, y0, reset, version):
+        recurrent = (recurrent_k, recurrent_v, recurrent_beta)
+        out, R, y, checkpoints, queries = _ext().delta_rnn_forward(z, *recurrent, R0, y0, reset, version,
                                                                    any(ctx.needs_input_grad))
-        ctx.save_for_backward(rk, rv, rbeta, reset, checkpoints, queries, out)
+        ctx.save_for_backward(*recurrent, reset, checkpoints, queries, out)
         ctx.version = version
         return out, R, y
 
     @staticmethod
     @once_differentiable
     def backward(ctx, d_out, d_R, d_y):
-        rk, rv, rbeta, reset, checkpoints, queries, out = ctx.saved_tensors
-        grads = _ext().delta_rnn_backward(rk, rv, rbeta, reset, checkpoints, queries, out, ctx.version,
-                                          d_out, d_R, d_y)
+        *recurrent, reset, checkpoints, queries, out = ctx.saved_tensors
+        grads = _ext().delta_rnn_backward(*recurrent, reset, checkpoints, queries, out, ctx.version, d_out, d_R, d_y)
         return (*grads, None, None)
 
 
 class DeltaLSTMRecurrence(torch.autograd.Function):
-    """(z, rk, rv, rbeta, R0, c0, y0, reset, version) -> (out, R_L, c_L, y_L): the Delta LSTM given z_g = W_g q_g."""
+    """(z, recurrent_k, recurrent_v, recurrent_beta, R0, c0, y0, reset, version) -> (out, R_L, c_L, y_L): the
+    Delta LSTM given z_g = W_g q_g."""
 
     @staticmethod
-    def forward(ctx, z, rk, rv, rbeta, R0, c0, y0, reset, version):
-        out, R, c, y, checkpoints, record = _ext().delta_lstm_forward(z, rk, rv, rbeta, R0, c0, y0, reset, version,
+    def forward(ctx, z, recurrent_k, recurrent_v, recurrent_beta, R0, c0, y0, reset, version):
+        recurrent = (recurrent_k, recurrent_v, recurrent_beta)
+        out, R, c, y, checkpoints, record = _ext().delta_lstm_forward(z, *recurrent, R0, c0, y0, reset, version,
                                                                       any(ctx.needs_input_grad))
-        ctx.save_for_backward(rk, rv, rbeta, c0, reset, checkpoints, record, out)
+        ctx.save_for_backward(*recurrent, c0, reset, checkpoints, record, out)
         ctx.version = version
         return out, R, c, y
 
     @staticmethod
     @once_differentiable
     def backward(ctx, d_out, d_R, d_c, d_y):
-        rk, rv, rbeta, c0, reset, checkpoints, record, out = ctx.saved_tensors
-        grads = _ext().delta_lstm_backward(rk, rv, rbeta, c0, reset, checkpoints, record, out, ctx.version,
+        *recurrent, c0, reset, checkpoints, record, out = ctx.saved_tensors
+        grads = _ext().delta_lstm_backward(*recurrent, c0, reset, checkpoints, record, out, ctx.version,
                                            d_out, d_R, d_c, d_y)
         return (*grads, None, None)
 
 
 class RecurrentDeltaNetFunction(torch.autograd.Function):
-    """(q, k, v, beta, Rq, Rk, Rv, rbeta, W0, y0, reset, key_map) -> (out, W_L, y_L)."""
+    """(q, k, v, beta_logit, R_q, R_k, R_v, R_beta, W0, y0, reset, key_map) -> (out, W_L, y_L)."""
 
     @staticmethod
-    def forward(ctx, q, k, v, beta, Rq, Rk, Rv, rbeta, W0, y0, reset, key_map):
+    def forward(ctx, q, k, v, beta_logit, R_q, R_k, R_v, R_beta, W0, y0, reset, key_map):
         out, W, y, checkpoints, *records = _ext().recurrent_delta_net_forward(
-            q, k, v, beta, Rq, Rk, Rv, rbeta, W0, y0, reset, key_map, any(ctx.needs_input_grad))
-        ctx.save_for_backward(Rq, Rk, Rv, rbeta, y0, reset, out, checkpoints, *records)
+            q, k, v, beta_logit, R_q, R_k, R_v, R_beta, W0, y0, reset, key_map, any(ctx.needs_input_grad))
+        ctx.save_for_backward(R_q, R_k, R_v, R_beta, y0, reset, out, checkpoints, *records)
         ctx.key_map = key_map
         return out, W, y
 
     @staticmethod
     @once_differentiable
     def backward(ctx, d_out, d_W, d_y):
-        Rq, Rk, Rv, rbeta, y0, reset, out, checkpoints, *records = ctx.saved_tensors
-        grads = _ext().recurrent_delta_net_backward(Rq, Rk, Rv, rbeta, y0, reset, ctx.key_map, out, checkpoints,
+        R_q, R_k, R_v, R_beta, y0, reset, out, checkpoints, *records = ctx.saved_tensors
+        grads = _ext().recurrent_delta_net_backward(R_q, R_k, R_v, R_beta, y0, reset, ctx.key_map, out, checkpoints,
                                                     *records, d_out, d_W, d_y)
         return (*grads, None, None)
 
@@ -243,19 +246,22 @@ def delta_rule(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, state: Tensor | No
     return DeltaRuleFunction.apply(q, k, v, beta, W0, reset)
 
 
-def delta_rnn(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, rk: Tensor, rv: Tensor, rbeta: Tensor,
-              state: DeltaRNNState | None = None, reset: Tensor | None = None, version: str = "B"):
+def delta_rnn(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, recurrent_k: Tensor, recurrent_v: Tensor,
+              recurrent_beta: Tensor, state: DeltaRNNState | None = None, reset: Tensor | None = None,
+              version: str = "B"):
     """Delta RNN, RFWP Eq. 12 (B) or Eq. 19 (A) (contract of ``reference.delta_rnn``)."""
     check_choice("Delta RNN version", version, DELTA_RNN_VERSIONS)
     if state is None:
         state = DeltaRNNState.zeros(k, v)
     z, W = delta_rule(q, k, v, beta, state.W, reset)
-    out, R, y = DeltaRNNRecurrence.apply(z, rk, rv, rbeta, state.R, state.y, reset, version)
+    out, R, y = DeltaRNNRecurrence.apply(z, recurrent_k, recurrent_v, recurrent_beta, state.R, state.y, reset,
+                                         version)
     return out, DeltaRNNState(W, R, y)
 
 
-def delta_lstm(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, rk: Tensor, rv: Tensor, rbeta: Tensor,
-               state: DeltaLSTMState | None = None, reset: Tensor | None = None, version: str = "D"):
+def delta_lstm(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, recurrent_k: Tensor, recurrent_v: Tensor,
+               recurrent_beta: Tensor, state: DeltaLSTMState | None = None, reset: Tensor | None = None,
+               version: str = "D"):
     """Delta LSTM, RFWP Eqs. 20-40 (contract of ``reference.delta_lstm``)."""
     check_choice("Delta LSTM version", version, DELTA_LSTM_VERSIONS)
     H = k.shape[1]
@@ -265,16 +271,18 @@ def delta_lstm(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, rk: Tensor, rv: Te
     z, W = delta_rule(q.flatten(1, 2), k.flatten(1, 2), v.flatten(1, 2), beta.flatten(1, 2),
                       state.W.flatten(1, 2), reset)
     z, W = z.unflatten(1, (H, 3)), W.unflatten(1, (H, 3))
-    out, R, c, y = DeltaLSTMRecurrence.apply(z, rk, rv, rbeta, state.R, state.c, state.y, reset, version)
+    out, R, c, y = DeltaLSTMRecurrence.apply(z, recurrent_k, recurrent_v, recurrent_beta, state.R, state.c, state.y,
+                                             reset, version)
     return out, DeltaLSTMState(W, R, c, y)
 
 
-def recurrent_delta_net(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, Rq: Tensor, Rk: Tensor, Rv: Tensor,
-                        rbeta: Tensor, state: RDNState | None = None, reset: Tensor | None = None,
+def recurrent_delta_net(q: Tensor, k: Tensor, v: Tensor, beta_logit: Tensor, R_q: Tensor, R_k: Tensor,
+                        R_v: Tensor, R_beta: Tensor, state: RDNState | None = None, reset: Tensor | None = None,
                         key_map: str = "softmax"):
     """Recurrent Delta Net, RFWP Eqs. 15-18 (contract of ``reference.recurrent_delta_net``)."""
     check_choice("RDN key_map", key_map, KEY_MAPS)
     if state is None:
         state = RDNState.zeros(k, v)
-    out, W, y = RecurrentDeltaNetFunction.apply(q, k, v, beta, Rq, Rk, Rv, rbeta, state.W, state.y, reset, key_map)
+    out, W, y = RecurrentDeltaNetFunction.apply(q, k, v, beta_logit, R_q, R_k, R_v, R_beta, state.W, state.y, reset,
+                                                key_map)
     return out, RDNState(W, y)

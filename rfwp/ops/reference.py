@@ -5,7 +5,8 @@ differentiates it, so gradients reach every input and the initial state. Every f
 (chunked, compiled C++, Triton) is tested equal to the function of the same name here.
 
 Conventions shared by all ops (see ``rfwp.ops`` for the public, dispatching entry points):
-  * q, k, v: (batch, heads, length, dim); beta: (batch, heads, length).
+  * q, k, v: (batch, heads, length, dim); beta: (batch, heads, length), the rate β in (0, 1) (after σ);
+    where an op takes β before σ it says so by its name (``beta_logit``).
   * a fast weight W has shape (batch, heads, d_value, d_key), the paper's W (v ⊗ k is v kᵀ).
   * ``state`` is the carried state at the start of the sequence (zeros when None) and the
     returned state is the one after the last step, so a sequence split in two pieces, the
@@ -23,7 +24,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from ..feature_maps import KEY_MAPS, build_key_map, check_choice
+from ..feature_maps import build_key_map, check_choice
 
 
 class DeltaRNNState(NamedTuple):
@@ -119,15 +120,17 @@ def delta_rule(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, state: Tensor | No
     return torch.stack(out, dim=2), W
 
 
-def delta_rnn(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, rk: Tensor, rv: Tensor, rbeta: Tensor,
-              state: DeltaRNNState | None = None, reset: Tensor | None = None, version: str = "B"):
-    """Delta RNN (RFWP Sec. 3.1). W and R are both programmed by the delta rule (Eq. 8);
-    R's key ``rk``, value ``rv`` and rate ``rbeta`` come from the slow net like k, v, beta
-    (``rk`` must already be a valid key: the authors use a softmax, original-code.md §3).
+def delta_rnn(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, recurrent_k: Tensor, recurrent_v: Tensor,
+              recurrent_beta: Tensor, state: DeltaRNNState | None = None, reset: Tensor | None = None,
+              version: str = "B"):
+    """Delta RNN (RFWP Sec. 3.1). W and R are both programmed by the delta rule (Eq. 8); R's key
+    ``recurrent_k``, value ``recurrent_v`` and rate ``recurrent_beta`` (after σ, like ``beta``) come from the
+    slow net like k, v, beta (``recurrent_k`` must already be a valid key: the authors use a softmax,
+    original-code.md §3).
 
       version "B" (Eq. 12, Table 1):  y_t = W_t q_t + R_t softmax(y_{t-1})
       version "A" (Eq. 19, Table 4):  y_t = softmax(W_t q_t + R_t y_{t-1})
-    with y_0 = 0. Shapes: rk, rv (B, H, L, d_value); rbeta (B, H, L).
+    with y_0 = 0. Shapes: recurrent_k, recurrent_v (B, H, L, d_value); recurrent_beta (B, H, L).
     """
     check_choice("Delta RNN version", version, DELTA_RNN_VERSIONS)
     L = k.shape[2]
@@ -136,7 +139,7 @@ def delta_rnn(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, rk: Tensor, rv: Ten
     for t in range(L):
         W, R, y = apply_reset(DeltaRNNState(W, R, y), reset, t)
         W = delta_update(W, k[:, :, t], v[:, :, t], beta[:, :, t])
-        R = delta_update(R, rk[:, :, t], rv[:, :, t], rbeta[:, :, t])
+        R = delta_update(R, recurrent_k[:, :, t], recurrent_v[:, :, t], recurrent_beta[:, :, t])
         if version == "B":
             y = matvec(W, q[:, :, t]) + matvec(R, torch.softmax(y, dim=-1))
         else:
@@ -145,14 +148,15 @@ def delta_rnn(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, rk: Tensor, rv: Ten
     return torch.stack(out, dim=2), DeltaRNNState(W, R, y)
 
 
-def delta_lstm(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, rk: Tensor, rv: Tensor, rbeta: Tensor,
-               state: DeltaLSTMState | None = None, reset: Tensor | None = None, version: str = "D"):
+def delta_lstm(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, recurrent_k: Tensor, recurrent_v: Tensor,
+               recurrent_beta: Tensor, state: DeltaLSTMState | None = None, reset: Tensor | None = None,
+               version: str = "D"):
     """Delta LSTM (RFWP Appendix A.2, Eqs. 20-40): six fast weights, each programmed by the delta rule.
 
     Axis 2 of every input indexes the gate g ∈ (u, f, o): q, k, v (B, H, 3, L, d), beta (B, H, 3, L);
-    rk, rv (B, H, 3, L, d_value), rbeta (B, H, 3, L). Each gate has its own slow-net query, as in
-    the authors' code (three Delta Nets); the paper's equations share one q, which is the special
-    case of equal queries. With z_g = W_g q_g and s = f(y_{t-1}) (f = softmax; identity in A):
+    recurrent_k, recurrent_v (B, H, 3, L, d_value), recurrent_beta (B, H, 3, L). Each gate has its own
+    slow-net query, as in the authors' code (three Delta Nets); the paper's equations share one q, which
+    is the special case of equal queries. With z_g = W_g q_g and s = f(y_{t-1}) (f = softmax; identity in A):
 
       A: u = σ(z_u + R_u y),    y_t = softmax(c_t ⊙ o)                  (Eqs. 20-24)
       B: u = σ(z_u + R_u s),    y_t = c_t ⊙ o                           (Eqs. 25-29)
@@ -167,7 +171,7 @@ def delta_lstm(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, rk: Tensor, rv: Te
     for t in range(L):
         W, R, c, y = apply_reset(DeltaLSTMState(W, R, c, y), reset, t)
         W = delta_update(W, k[:, :, :, t], v[:, :, :, t], beta[:, :, :, t])
-        R = delta_update(R, rk[:, :, :, t], rv[:, :, :, t], rbeta[:, :, :, t])
+        R = delta_update(R, recurrent_k[:, :, :, t], recurrent_v[:, :, :, t], recurrent_beta[:, :, :, t])
         s = y if version == "A" else torch.softmax(y, dim=-1)
         z = matvec(W, q[:, :, :, t])                       # (B, H, 3, dv): z_u, z_f, z_o
         pre = z + matvec(R, s.unsqueeze(2))
@@ -183,29 +187,28 @@ def delta_lstm(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, rk: Tensor, rv: Te
     return torch.stack(out, dim=2), DeltaLSTMState(W, R, c, y)
 
 
-def recurrent_delta_net(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, Rq: Tensor, Rk: Tensor, Rv: Tensor,
-                        rbeta: Tensor, state: RDNState | None = None, reset: Tensor | None = None,
+def recurrent_delta_net(q: Tensor, k: Tensor, v: Tensor, beta_logit: Tensor, R_q: Tensor, R_k: Tensor,
+                        R_v: Tensor, R_beta: Tensor, state: RDNState | None = None, reset: Tensor | None = None,
                         key_map: str = "softmax"):
     """Recurrent Delta Net (RFWP Sec. 3.2, Eqs. 15-18): the slow net also reads tanh(y_{t-1}).
 
-    q, k, v, beta are the feed-forward parts W_q x, W_k x, W_v x, W_β x (before φ and σ);
-    Rq, Rk (H, d_key, d_value), Rv (H, d_value, d_value) and rbeta (H, d_value) are the slow
+    q, k, v, beta_logit are the feed-forward parts W_q x, W_k x, W_v x, W_β x (before φ and σ);
+    R_q, R_k (H, d_key, d_value), R_v (H, d_value, d_value) and R_beta (H, d_value) are the slow
     recurrent weights R_q, R_k, R_v, R_β. With h = tanh(y_{t-1}):
         q_t = φ(W_q x + R_q h),  k_t = φ(W_k x + R_k h),  v_t = W_v x + R_v h,
         β_t = σ(W_β x + R_β h),  W_t = W_{t-1} + β_t (v_t − W_{t-1} k_t) ⊗ k_t,  y_t = W_t q_t.
     φ is ``key_map``: "softmax" as in the authors' code, or "elu_sum" (ELU+1, sum-normalised).
     """
-    check_choice("RDN key_map", key_map, KEY_MAPS)
-    phi = build_key_map(key_map, k.shape[-1])
+    feature_map = build_key_map(key_map, k.shape[-1])
     L = k.shape[2]
     W, y = RDNState.zeros(k, v) if state is None else state
     out = []
     for t in range(L):
         W, y = apply_reset(RDNState(W, y), reset, t)
         h = torch.tanh(y)
-        q_t, k_t = phi(q[:, :, t] + matvec(Rq, h), k[:, :, t] + matvec(Rk, h))
-        v_t = v[:, :, t] + matvec(Rv, h)
-        beta_t = torch.sigmoid(beta[:, :, t] + (rbeta * h).sum(-1))
+        q_t, k_t = feature_map(q[:, :, t] + matvec(R_q, h), k[:, :, t] + matvec(R_k, h))
+        v_t = v[:, :, t] + matvec(R_v, h)
+        beta_t = torch.sigmoid(beta_logit[:, :, t] + (R_beta * h).sum(-1))
         W = delta_update(W, k_t, v_t, beta_t)
         y = matvec(W, q_t)
         out.append(y)

@@ -23,6 +23,9 @@ float32 reference; every kernel also builds for an sm_80 target (Triton front en
 needed). The kernels have not yet been run or timed on a GPU. In the sm_80 builds at d = 128 the
 backward of the WY kernel and of the one-program-per-head cells spill registers: tune there first.
 
+The autograd Functions and kernels use short names: rk, rv, rbeta for the Delta RNN/LSTM's recurrent_k,
+recurrent_v, recurrent_beta; for the RDN, beta for beta_logit and Rq, Rk, Rv, rbeta for R_q, R_k, R_v, R_beta.
+
 Import is lazy: ``import rfwp.ops.triton`` does not import triton. The kernels are defined on the
 first call of an op or of ``unsupported``; to run them on CPU tensors under the interpreter, set the
 environment variable TRITON_INTERPRET=1 before that first call.
@@ -385,8 +388,9 @@ def delta_rule(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, state: Tensor | No
     return out.to(q.dtype), W
 
 
-def delta_rnn(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, rk: Tensor, rv: Tensor, rbeta: Tensor,
-              state: DeltaRNNState | None = None, reset: Tensor | None = None, version: str = "B"):
+def delta_rnn(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, recurrent_k: Tensor, recurrent_v: Tensor,
+              recurrent_beta: Tensor, state: DeltaRNNState | None = None, reset: Tensor | None = None,
+              version: str = "B"):
     """Delta RNN version B (RFWP Eq. 12): y_t = W_t q_t + R_t softmax(y_{t−1}). Returns (out, DeltaRNNState)."""
     B, H, L, DK = k.shape
     DV = v.shape[-1]
@@ -394,14 +398,15 @@ def delta_rnn(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, rk: Tensor, rv: Ten
     state = state or (None, None, None)
     keep = _keep(reset, B, L, k)
     z, W = _chunked_delta_rule(q, k, v, beta, _initial(state[0], (B, H, DV, DK), k, "W"), keep)
-    out, R, y = _DeltaRNNCell.apply(z, rk.contiguous(), rv.contiguous(), rbeta.contiguous(),
+    out, R, y = _DeltaRNNCell.apply(z, recurrent_k.contiguous(), recurrent_v.contiguous(), recurrent_beta.contiguous(),
                                     _initial(state[1], (B, H, DV, DV), k, "R"),
                                     _initial(state[2], (B, H, DV), k, "y"), keep)
     return out.to(q.dtype), DeltaRNNState(W, R, y)
 
 
-def delta_lstm(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, rk: Tensor, rv: Tensor, rbeta: Tensor,
-               state: DeltaLSTMState | None = None, reset: Tensor | None = None, version: str = "D"):
+def delta_lstm(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, recurrent_k: Tensor, recurrent_v: Tensor,
+               recurrent_beta: Tensor, state: DeltaLSTMState | None = None, reset: Tensor | None = None,
+               version: str = "D"):
     """Delta LSTM version D (RFWP Eqs. 36-40, Table 1); gates (u, f, o) on axis 2. Returns (out, DeltaLSTMState)."""
     B, H, G, L, DK = k.shape
     DV = v.shape[-1]
@@ -412,15 +417,15 @@ def delta_lstm(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, rk: Tensor, rv: Te
     W0 = _initial(state[0], (B, H, G, DV, DK), k, "W").view(B, H * G, DV, DK)
     z, W = _chunked_delta_rule(q.reshape(B, H * G, L, DK), k.reshape(B, H * G, L, DK),
                                v.reshape(B, H * G, L, DV), beta.reshape(B, H * G, L), W0, keep)
-    out, R, c, y = _DeltaLSTMCell.apply(z.view(B, H, G, L, DV), rk.contiguous(), rv.contiguous(),
-                                        rbeta.contiguous(), _initial(state[1], (B, H, G, DV, DV), k, "R"),
+    out, R, c, y = _DeltaLSTMCell.apply(z.view(B, H, G, L, DV), recurrent_k.contiguous(), recurrent_v.contiguous(),
+                                        recurrent_beta.contiguous(), _initial(state[1], (B, H, G, DV, DV), k, "R"),
                                         _initial(state[2], (B, H, DV), k, "c"),
                                         _initial(state[3], (B, H, DV), k, "y"), keep)
     return out.to(q.dtype), DeltaLSTMState(W.view(B, H, G, DV, DK), R, c, y)
 
 
-def recurrent_delta_net(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, Rq: Tensor, Rk: Tensor, Rv: Tensor,
-                        rbeta: Tensor, state: RDNState | None = None, reset: Tensor | None = None,
+def recurrent_delta_net(q: Tensor, k: Tensor, v: Tensor, beta_logit: Tensor, R_q: Tensor, R_k: Tensor,
+                        R_v: Tensor, R_beta: Tensor, state: RDNState | None = None, reset: Tensor | None = None,
                         key_map: str = "softmax"):
     """Recurrent Delta Net (RFWP Eqs. 15-18) with the softmax key map. Returns (out, RDNState)."""
     B, H, L, DK = k.shape
@@ -428,7 +433,7 @@ def recurrent_delta_net(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, Rq: Tenso
     _prepare("recurrent_delta_net", k, v, key_map=key_map)
     state = state or (None, None)
     out, W, y = _RecurrentDeltaNet.apply(
-        q.contiguous(), k.contiguous(), v.contiguous(), beta.contiguous(), Rq.contiguous(), Rk.contiguous(),
-        Rv.contiguous(), rbeta.contiguous(), _initial(state[0], (B, H, DV, DK), k, "W"),
+        q.contiguous(), k.contiguous(), v.contiguous(), beta_logit.contiguous(), R_q.contiguous(), R_k.contiguous(),
+        R_v.contiguous(), R_beta.contiguous(), _initial(state[0], (B, H, DV, DK), k, "W"),
         _initial(state[1], (B, H, DV), k, "y"), _keep(reset, B, L, k))
     return out.to(q.dtype), RDNState(W, y)
