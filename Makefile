@@ -1,4 +1,5 @@
-# Two entry points (see README): `make reproduce` and `make test`. Both bootstrap .venv first.
+# Two entry points (see README): `make reproduce` and `make test`. Both bootstrap .venv first (and build the
+# C++ kernels); `make benchmark` times the CPU kernels, `make gpu-check` checks and times the Triton ones on CUDA.
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -14,7 +15,13 @@ $(VENV)/.installed: requirements.txt constraints.txt pyproject.toml
 	$(PY) -c "import torch; assert torch.__version__.startswith('2.13.0') and torch.version.cuda is None, torch.__version__"
 	touch $@
 
-venv: $(VENV)/.installed
+# The C++ kernels, built once per checkout and machine into .cache/rfwp/extensions/<key> (the key digests the
+# sources, torch, the flags and the machine; see rfwp/ops/compiled.py), so that no notebook or test waits for a
+# first-use build. A few seconds when already built.
+extensions: $(VENV)/.installed
+	$(PY) -c "import sys, rfwp.ops.compiled as c; sys.exit(c.main())"
+
+venv: $(VENV)/.installed extensions
 
 # The browser test drives Debian's chromium through Playwright (Playwright's own browser download is not reachable).
 CHROMIUM := /usr/bin/chromium
@@ -27,13 +34,18 @@ test: venv $(CHROMIUM)
 	$(PY) -m pytest -q tests
 	$(PY) -m pytest -q --nbval-lax --nbval-current-env notebooks
 
-# Every notebook at SCALE (recorded runs are reused), the results index, then the CPU benchmark
-# (not at smoke scale, which must leave the committed results alone).
+# Every notebook at SCALE (recorded runs are reused: a few minutes when every record is committed), then the
+# results index. Executed notebooks hold no timings or machine paths, so an unchanged rerun leaves git clean.
 reproduce: venv
 	$(PY) -m rfwp.reproduce --scale $(SCALE) --jobs $(JOBS)
-	$(if $(filter smoke,$(SCALE)),,$(PY) benchmarks/cpu.py)
 
+# The CPU benchmark (at most 15 minutes on 2 cores): results/benchmarks/cpu.md and cpu.json.
 benchmark: venv
-	$(PY) benchmarks/cpu.py
+	$(PY) -m benchmarks.cpu
 
-.PHONY: venv test reproduce benchmark
+# On a CUDA machine: every Triton kernel against the reference, then the GPU benchmark (results/benchmarks/gpu.md).
+# Elsewhere it says there is no CUDA and exits 0.
+gpu-check:
+	bash benchmarks/gpu_check.sh
+
+.PHONY: venv extensions test reproduce benchmark gpu-check

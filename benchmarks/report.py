@@ -1,14 +1,30 @@
-"""The row format and Markdown table shared by cpu.py and gpu.py.
+"""The row format shared by cpu.py and gpu.py, written as a Markdown table by ``rfwp.results.markdown_table``.
 
-A row: {kind ("op", "layer" or "sdpa"), op, implementation, B, H, L, d, tokens_per_s, peak_mem_MB}.
+A row: {kind ("op", "layer" or "sdpa"), op, implementation, B, H, L, d, tokens_per_s, peak_mem_MB, note}; a case
+that was not timed has tokens_per_s and peak_mem_MB None and says why in its note.
 """
 from __future__ import annotations
 
+import pandas as pd
 
-def markdown_table(rows: list[dict]) -> str:
-    lines = ["| kind | op | implementation | L | d | tokens/s (fwd+bwd) | peak memory (MB) |",
-             "|---|---|---|---:|---:|---:|---:|"]
-    for r in rows:
-        lines.append(f"| {r['kind']} | {r['op']} | {r['implementation']} | {r['L']} | {r['d']} | "
-                     f"{r['tokens_per_s']:,.0f} | {r['peak_mem_MB']:.1f} |")
-    return "\n".join(lines)
+from rfwp.results import markdown_table
+
+__all__ = ["markdown_table", "rows_table", "skipped_row"]
+
+
+def skipped_row(kind: str, op: str, implementation: str, B: int, H: int, L: int, d: int, note: str) -> dict:
+    return dict(kind=kind, op=op, implementation=implementation, B=B, H=H, L=L, d=d,
+                tokens_per_s=None, peak_mem_MB=None, note=note)
+
+
+def rows_table(rows: list[dict]) -> str:
+    """The rows as one Markdown table: tokens/s with thousands separators, memory to 0.1 MB, and a note column
+    for the cases not timed."""
+    def number(value, form):
+        return "" if value is None else format(value, form)
+    table = pd.DataFrame([{
+        "kind": r["kind"], "op": r["op"], "implementation": r["implementation"], "L": r["L"], "d": r["d"],
+        "tokens/s (fwd+bwd)": number(r["tokens_per_s"], ",.0f"), "peak memory (MB)": number(r["peak_mem_MB"], ".1f"),
+        "note": r.get("note") or ""} for r in rows],
+        columns=["kind", "op", "implementation", "L", "d", "tokens/s (fwd+bwd)", "peak memory (MB)", "note"])
+    return markdown_table(table)

@@ -1,10 +1,15 @@
-"""Triton kernels (rfwp/ops/triton.py, kernels/triton/) against the step-by-step reference, on CPU
+"""Triton kernels (rfwp/ops/triton.py, rfwp/kernels/triton/) against the step-by-step reference, on CPU
 under Triton's interpreter: outputs, final state and every gradient (inputs, slow weights, initial
-state) on tiny awkward shapes. Select alone with ``pytest -m triton``."""
+state) on tiny awkward shapes. Select alone with ``pytest -m triton``.
+
+With RFWP_TRITON_DEVICE=cuda (benchmarks/gpu_check.sh) the kernels run compiled on the GPU instead: inputs
+and the reference stay on the CPU, and ``on_device`` moves each kernel's inputs to CUDA and its results back."""
 import os
 
-# @triton.jit reads this when the kernels are defined, i.e. at the first Triton op of the process.
-os.environ["TRITON_INTERPRET"] = "1"
+DEVICE = os.environ.get("RFWP_TRITON_DEVICE", "cpu")
+if DEVICE == "cpu":
+    # @triton.jit reads this when the kernels are defined, i.e. at the first Triton op of the process.
+    os.environ["TRITON_INTERPRET"] = "1"
 
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -20,6 +25,24 @@ from rfwp.ops import reference  # noqa: E402
 
 pytestmark = pytest.mark.triton
 
+
+def on_device(fn):
+    """``fn`` run on DEVICE: tensors (and state tuples) copied there, results copied back; gradients flow
+    through both copies to the CPU leaves."""
+    if DEVICE == "cpu":
+        return fn
+
+    def move(x, device):
+        if isinstance(x, tuple):
+            return type(x)(*(move(t, device) for t in x))
+        return x.to(device) if isinstance(x, torch.Tensor) else x
+
+    def run(**kwargs):
+        out, state = fn(**{name: move(value, DEVICE) for name, value in kwargs.items()})
+        return move(out, "cpu"), move(state, "cpu")
+    return run
+
+
 # (name, op whose reference it must equal, function)
 KERNELS = [
     ("sum_rule", "sum_rule", tr.sum_rule),
@@ -29,6 +52,7 @@ KERNELS = [
     ("delta_lstm", "delta_lstm", tr.delta_lstm),
     ("recurrent_delta_net", "recurrent_delta_net", tr.recurrent_delta_net),
 ]
+KERNELS = [(name, op, on_device(fn)) for name, op, fn in KERNELS]
 KERNEL_IDS = [name for name, _, _ in KERNELS]
 
 # (B, H, L, d_key, d_value) and the (row, step) resets: L = 1; L past two WY chunks and two cell
@@ -44,7 +68,7 @@ SHAPES = [
 
 @pytest.fixture(scope="module", autouse=True)
 def interpreter():
-    if tr.unsupported(torch.zeros(1), torch.zeros(1)) is not None:
+    if tr.unsupported(torch.zeros(1, device=DEVICE), torch.zeros(1, device=DEVICE)) is not None:
         pytest.fail("the Triton kernels cannot run on CPU here: triton is not installed, or something defined "
                     "them before this module set TRITON_INTERPRET=1; run `pytest tests/test_triton.py` alone")
 
@@ -120,14 +144,15 @@ def test_unsupported_variant_raises(fn, kwargs, message):
 
 def test_float64_raises():
     with pytest.raises(ValueError, match="float32, bfloat16 or float16"):
-        tr.delta_rule(**inputs("delta_rule", (1, 1, 2, 4, 4), [], dtype=torch.float64))
+        on_device(tr.delta_rule)(**inputs("delta_rule", (1, 1, 2, 4, 4), [], dtype=torch.float64))
 
 
 @pytest.mark.parametrize("op", ["delta_rule", "delta_lstm"])
 def test_selected_by_name_through_dispatch(op):
     public = getattr(rfwp.ops, op)
-    assert rfwp.ops.resolve(op, torch.zeros(1), torch.zeros(1), "triton") is getattr(tr, op)
-    assert_matches_reference(op, lambda **kw: public(**kw, implementation="triton"),
+    zero = torch.zeros(1, device=DEVICE)
+    assert rfwp.ops.resolve(op, zero, zero, "triton") is getattr(tr, op)
+    assert_matches_reference(op, on_device(lambda **kw: public(**kw, implementation="triton")),
                              inputs(op, (1, 2, 7, 6, 6), [(0, 4)]), atol=1e-4, rtol=1e-4)
 
 
@@ -218,5 +243,6 @@ def test_cuda_dispatch_falls_back_for_variants_triton_lacks(op, variant, chosen,
     variant runs: the one Triton implements on Triton, the others on the reference, equal to the reference."""
     monkeypatch.setattr(rfwp.ops, "_CPU_PREFERENCE", rfwp.ops._CUDA_PREFERENCE)
     kwargs = {**inputs(op, (1, 2, 7, 6, 6), [(0, 4)]), **variant}
-    assert_matches_reference(op, getattr(rfwp.ops, op), kwargs, atol=1e-4, rtol=1e-4)
-    assert rfwp.ops.resolve(op, kwargs["k"], kwargs["v"], **variant) is getattr(rfwp.ops.__dict__[chosen], op)
+    assert_matches_reference(op, on_device(getattr(rfwp.ops, op)), kwargs, atol=1e-4, rtol=1e-4)
+    k, v = (kwargs[name].detach().to(DEVICE) for name in "kv")
+    assert rfwp.ops.resolve(op, k, v, **variant) is getattr(rfwp.ops.__dict__[chosen], op)

@@ -1,0 +1,44 @@
+"""The benchmarks' code paths, on tiny sizes: ``python -m benchmarks.cpu --quick`` (every kind of case, a reference
+loop skipped as on the full run, the tables), and the GPU benchmark and check where there is no CUDA."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_cpu_benchmark_quick_run(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "benchmarks.cpu", "--quick", "--threads", "1", "--out", str(tmp_path)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((tmp_path / "cpu.json").read_text())
+    rows = {(r["kind"], r["op"], r["implementation"], r["d"]): r for r in result["rows"]}
+    assert len(rows) == len(result["rows"]) == 2 * 5, done.stderr[-3000:]   # 5 cases at d and 2d
+    skipped = rows[("op", "delta_lstm", "reference", 4)]
+    assert skipped["tokens_per_s"] is None and skipped["note"] == "skipped: reference loop takes minutes"
+    timed = [r for r in result["rows"] if r["tokens_per_s"] is not None]
+    assert len(timed) == 8 and all(r["tokens_per_s"] > 0 and r["note"] == "" for r in timed), result["rows"]
+    table = (tmp_path / "cpu.md").read_text()
+    assert "| op | delta_lstm | reference | 16 | 4 |  |  | skipped: reference loop takes minutes |" in table
+    assert "| op | delta_rule | compiled | 16 | 4 |" in table and "## Targets" in table and "## Memory scaling" in table
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks what happens where there is no CUDA")
+def test_gpu_benchmark_and_check_without_cuda(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "benchmarks.gpu", "--out", str(tmp_path)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "no CUDA device here" in done.stdout, done.stderr
+    assert not list(tmp_path.iterdir())
+    if shutil.which("nvidia-smi") is None and not list(Path("/dev").glob("nvidia[0-9]*")):
+        check = subprocess.run(["bash", str(ROOT / "benchmarks/gpu_check.sh")], capture_output=True, text=True,
+                               timeout=60, env={**os.environ, "PATH": os.environ.get("PATH", "")})
+        assert check.returncode == 0 and "no CUDA device here" in check.stdout, check.stdout + check.stderr
