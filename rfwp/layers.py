@@ -398,11 +398,14 @@ class SoftmaxAttention(MultiHeadLayer):
         return self.project_out(y), self._trim(cache)
 
     def _trim(self, cache: AttentionCache) -> AttentionCache:
-        """Keep the last ``memory`` steps, minus leading steps no row can see any more."""
+        """Keep the last ``memory`` steps, minus leading steps no row can see any more; the keys and values of
+        the steps a row cannot see are zeros, so that the cache does not depend on how the sequence was cut."""
         if self.memory is not None:
             cache = AttentionCache(*(t[..., -self.memory:, :] for t in cache[:2]), cache.valid[:, -self.memory:])
         first = int(cache.valid.any(0).int().argmax())
-        return AttentionCache(cache.k[:, :, first:], cache.v[:, :, first:], cache.valid[:, first:])
+        valid = cache.valid[:, first:]
+        k, v = (torch.where(valid[:, None, :, None], t[:, :, first:], 0.0) for t in cache[:2])
+        return AttentionCache(k, v, valid)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -76,21 +76,14 @@ def test_float32_close_to_float64_reference(op, shape):
 
 @pytest.mark.parametrize("op", OPS)
 def test_dispatch_reaches_chunked(op, monkeypatch):
-    """``rfwp.ops.<op>(..., implementation="chunked")`` calls this module's function with all inputs."""
+    """``rfwp.ops.<op>(..., implementation="chunked")`` runs this module's function, once, and equals the
+    reference (outputs, final state, gradients)."""
     calls = []
     original = getattr(chunked, op)
-
-    def spy(*args, **kwargs):
-        calls.append(args)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(chunked, op, spy)
-    kwargs = make_inputs(op, 2, 2, 20, 4, 4, seed=1)
-    out, state = getattr(rfwp.ops, op)(**kwargs, implementation="chunked")
-    assert len(calls) == 1 and calls[0][-1] is kwargs["reset"] and calls[0][-2] is kwargs["state"]
-    expected_out, expected_state = original(**kwargs)
-    torch.testing.assert_close(out, expected_out, atol=0, rtol=0)
-    torch.testing.assert_close(state, expected_state, atol=0, rtol=0)
+    monkeypatch.setattr(chunked, op, lambda *args: calls.append(args) or original(*args))
+    public = getattr(rfwp.ops, op)
+    assert_matches_reference(op, lambda **kw: public(**kw, implementation="chunked"), make_inputs(op, 2, 2, 20, 4, 4))
+    assert len(calls) == 1
 
 
 @pytest.mark.parametrize("chunk_size", [0, -4, 2.0, True])

@@ -118,10 +118,13 @@ def test_gradcheck_recurrent_delta_net(key_map):
                                           ("delta_lstm", "DeltaLSTMRecurrence"),
                                           ("recurrent_delta_net", "RecurrentDeltaNetFunction")])
 def test_dispatch_reaches_compiled(op, function):
+    """By name and by default on CPU, ``rfwp.ops.<op>`` runs the compiled kernel, equal to the reference."""
     kwargs = make_inputs(op, 1, 2, 5, 4, 4, seed=0)
     assert rfwp.ops.resolve(op, kwargs["k"], kwargs["v"], "compiled") is getattr(compiled, op)
+    assert rfwp.ops.resolve(op, kwargs["k"], kwargs["v"]) is getattr(compiled, op)
     out, _ = getattr(rfwp.ops, op)(**kwargs, implementation="compiled")
     assert type(out.grad_fn).__name__ == f"{function}Backward"
+    assert_matches_reference(op, getattr(rfwp.ops, op), kwargs)
 
 
 def test_unbuildable_extension_warns_once_and_falls_back(monkeypatch):
@@ -162,7 +165,7 @@ def test_long_adversarial_run_stays_finite():
     in float64, so neither the forward nor the block replay of the backward accumulates rounding."""
     g = torch.Generator().manual_seed(0)
     L, d = 100_000, 16
-    # eps: in float32 ELU(x) + 1 is exactly 0 below x ≈ −17, and a few keys have every entry there.
+    # eps: ELU(x) + 1 = exp(x) is exactly 0 in float32 below x ≈ −104, and a few keys have every entry there.
     k = sum_normalise(elu_plus_one(1e3 * torch.randn(1, 1, L, d, generator=g)), eps=1e-6)
     q = k.roll(1, dims=2)
     v = 1e3 * torch.randn(1, 1, L, d, generator=g)

@@ -33,9 +33,13 @@ def test_dpfp_dimension_is_2_d_nu(d, nu):
     assert FeatureMap("dpfp", d_key=d, nu=nu).d_dot == 2 * d * nu
 
 
-def test_dpfp_rejects_nu_out_of_range():
-    with pytest.raises(ValueError, match="nu"):
-        FeatureMap("dpfp", d_key=4, nu=8)
+@pytest.mark.parametrize("nu", [0, 8])
+def test_dpfp_rejects_nu_out_of_range(nu):
+    """At construction and at the call: ν from 1 to 2·d_key − 1."""
+    with pytest.raises(ValueError, match=rf"DPFP needs 1 <= nu < 2\*d_key = 8, got nu={nu}"):
+        FeatureMap("dpfp", d_key=4, nu=nu)
+    with pytest.raises(ValueError, match=rf"DPFP needs 1 <= nu < 2\*d_key = 8, got nu={nu}"):
+        dpfp(torch.randn(2, 4), nu)
 
 
 def test_orthogonal_features_are_orthogonal_within_a_block():
@@ -54,20 +58,28 @@ def test_favor_plus_is_an_unbiased_softmax_kernel_estimate():
 
 
 def test_favor_redraws_in_training_and_is_fixed_in_eval():
-    phi = FeatureMap("favor", d_key=4, m=8)
+    phi = FeatureMap("favor", d_key=4, m=8, normalisation="none")
     x = torch.randn(3, 4)
     phi.train()
-    a, b = phi(x), phi(x)
+    drawn = phi.features.clone()
+    a = phi(x)
+    assert not torch.equal(phi.features, drawn)
+    torch.testing.assert_close(a, favor_plus(x, phi.features))
+    b = phi(x)
     assert not torch.allclose(a, b)
     phi.eval()
-    torch.testing.assert_close(phi(x), phi(x))
+    fixed = phi.features.clone()
+    for _ in range(2):
+        torch.testing.assert_close(phi(x), favor_plus(x, fixed))
+    assert torch.equal(phi.features, fixed)
 
 
 def test_queries_and_keys_share_one_favor_draw():
     phi = FeatureMap("favor", d_key=4, m=8, normalisation="none").train()
-    x = torch.randn(3, 4)
-    fq, fk = phi(x, x)
-    torch.testing.assert_close(fq, fk)
+    x, y = torch.randn(2, 3, 4).unbind(0)
+    fq, fk = phi(x, y)
+    torch.testing.assert_close(fq, favor_plus(x, phi.features))
+    torch.testing.assert_close(fk, favor_plus(y, phi.features))
 
 
 @pytest.mark.parametrize("name", ["elu", "dpfp", "favor", "softmax"])

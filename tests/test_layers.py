@@ -100,18 +100,18 @@ def test_attention_normalisation_equals_loop_of_icml_equations(rule, with_reset)
 
 @pytest.mark.parametrize("name", LAYERS)
 @pytest.mark.parametrize("with_reset", [False, True])
-def test_split_sequence_equals_whole(name, with_reset):
+@pytest.mark.parametrize("cut", [5, 7])
+def test_split_sequence_equals_whole(name, with_reset, cut):
+    """Outputs and final state; cut at 7, row 0 resets at the first step of the second piece."""
     layer = build(name)
     x, reset = inputs()
     reset = reset if with_reset else None
     y, state = layer(x, reset=reset)
-    cut = 5
     y1, s1 = layer(x[:, :cut], reset=None if reset is None else reset[:, :cut])
     y2, s2 = layer(x[:, cut:], s1, None if reset is None else reset[:, cut:])
     torch.testing.assert_close(torch.cat([y1, y2], dim=1), y)
-    if not isinstance(state, AttentionCache):  # a cache may keep different (invisible) past steps
-        for a, b in zip(tensors(s2), tensors(state), strict=True):
-            torch.testing.assert_close(a, b)
+    for a, b in zip(tensors(s2), tensors(state), strict=True):
+        torch.testing.assert_close(a, b)
 
 
 @pytest.mark.parametrize("name", LAYERS)
@@ -121,12 +121,14 @@ def test_reset_forgets_everything_before_it(name):
     reset = torch.zeros(2, 11, dtype=torch.bool)
     reset[:, 6] = True
     _, state = layer(x[:, :4])
-    y, _ = layer(x, reset=reset)
+    y, end = layer(x, reset=reset)
     x_other = x.clone()
     x_other[:, :6] = torch.randn(2, 6, D_MODEL, dtype=torch.float64)
-    y_other, _ = layer(x_other, state, reset)   # other inputs before the reset, and another initial state
+    y_other, end_other = layer(x_other, state, reset)   # other inputs before the reset, and another initial state
     torch.testing.assert_close(y_other[:, 6:], y[:, 6:])
     assert not torch.allclose(y_other[:, :6], y[:, :6])
+    for a, b in zip(tensors(end_other), tensors(end), strict=True):
+        torch.testing.assert_close(a, b)
 
 
 @pytest.mark.parametrize("name", LAYERS)
@@ -145,16 +147,21 @@ def test_reset_overwrites_an_inf_or_nan_state(name):
 
 
 @pytest.mark.parametrize("name", LAYERS)
-def test_gradient_reaches_initial_state(name):
+def test_gradient_of_the_initial_state_equals_finite_differences(name):
+    """The gradient reaches every floating tensor of the carried state, and is right: the outputs and the final
+    state against the initial state, checked by finite differences."""
     layer = build(name)
-    x, _ = inputs()
+    x, reset = inputs()
     _, state = layer(x[:, :4])
-    state = map_state(lambda t: t.detach().requires_grad_(True), state)
-    y, _ = layer(x[:, 4:], state)
-    y.square().sum().backward()
-    for t in tensors(state):
-        if t.is_floating_point():
-            assert t.grad is not None and t.grad.abs().sum() > 0
+    start = tensors(map_state(lambda t: t.detach().requires_grad_(True), state))
+    floating = [t for t in start if t.is_floating_point()]
+
+    def run(*values):
+        replaced = iter(values)
+        y, end = layer(x[:, 4:], map_state(lambda t: next(replaced), state), reset[:, 4:])
+        return (y, *(t for t in tensors(end) if t.is_floating_point()))
+
+    assert torch.autograd.gradcheck(run, floating, fast_mode=True)
 
 
 def test_attention_memory_limits_what_a_query_sees():

@@ -13,7 +13,8 @@ solved all at once and only the chunk-to-chunk pass is sequential,
 
 Resets split a chunk into episodes. A reset before step r zeroes W, so pairs (i, j) from different
 episodes of a chunk are masked out of every C×C matrix, only steps before the chunk's first reset see
-S, and only the chunk's last episode builds S_{n+1} (G_n = 0 when the chunk holds a reset).
+S, and only the chunk's last episode builds S_{n+1} (S_{n+1} = D_n when the chunk holds a reset: S is
+dropped by torch.where, not multiplied by 0, so that an inf or NaN state is forgotten too).
 
 Memory: the C×C matrices take O(L·C) and the carried states O(L/C · d_value · d_key), so training
 memory grows as O(L·d) when C ≥ d.
@@ -106,9 +107,8 @@ def chunkwise(q: Tensor, k: Tensor, v: Tensor, beta: Tensor | None, state: Tenso
         q_state = q_state - Y_w                             # − Σ_{i≤t} (k_i·q_t) W_k,i Sᵀ
         G = G - Z_w
 
-    # A reset overwrites S: S reaches only the steps before the chunk's first reset, and the next chunk only
-    # if the chunk has no reset. torch.where, not a product with 0, so that an inf or NaN S is forgotten too,
-    # forward and backward (each product with S is masked on both sides).
+    # Resets: S reaches the steps before the chunk's first reset, and the next chunk if it holds none. Each
+    # product with S is masked on both sides by torch.where, so that no 0 · inf reaches the outputs or gradients.
     S = k.new_zeros(B, H, dv, dk) if state is None else state
     carried = []
     for n, (G_n, D_n) in enumerate(zip(G.unbind(2), D.unbind(2))):
