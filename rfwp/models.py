@@ -1,6 +1,7 @@
-"""Whole models by the paper's names, their configuration, and the paper's configurations.
+"""Whole models by the paper's names and their configuration (the paper's configurations are in the tasks,
+``rfwp.tasks.<task>.presets``, and importable from ``rfwp``).
 
-    model = build_model("delta_rnn", replace(CODE_EXECUTION, vocab_size=24, n_outputs=25))
+    model = build_model("delta_rnn", dataclasses.replace(rfwp.CODE_EXECUTION, vocab_size=24, n_outputs=25))
     logits, state = model(tokens)                    # tokens (batch, length)
     logits, state = model(more_tokens, state=state)  # continues exactly where the first call stopped
 
@@ -10,8 +11,7 @@ when the config has ``vocab_size``, float features (batch, length, d_input) when
 """
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
@@ -85,25 +85,6 @@ class ModelConfig:
             raise ValueError("the config has no n_outputs; set it, e.g. dataclasses.replace(config, n_outputs=10)")
         if self.tie_embeddings and (self.vocab_size is None or self.outputs != self.vocab_size):
             raise ValueError("tie_embeddings needs token inputs with n_outputs equal to vocab_size")
-
-
-# ----------------------------------------------------------------------------------------------
-# The paper's configurations
-
-# RFWP Sec. 4.2 and Appendix B: code execution and sequential ListOps (same architecture);
-# the LSTM baseline has one layer of 256 and an input embedding of 128 (405 K parameters).
-CODE_EXECUTION = ModelConfig(d_model=256, n_layers=4, n_heads=16, d_ff=1024, dropout=0.1,
-                             lstm_hidden=256, lstm_layers=1, lstm_embedding=128)
-LISTOPS = replace(CODE_EXECUTION)
-# RFWP Appendix A.1: WikiText-103 "small" setting; tied input/output embedding; positions for every
-# model and output × 1/√d_head as in the authors' LM code (original-code.md §3, §6).
-LM_SMALL = ModelConfig(d_model=128, n_layers=16, n_heads=8, d_ff=2048, dropout=0.1, tie_embeddings=True,
-                       output_scale=1 / math.sqrt(128 // 8), positional_encoding=True)
-# RFWP Sec. 4.4 and original-code.md §5: the fast weight core replacing the LSTM(256) of IMPALA's large
-# net (the ResNet features plus clipped reward, 257 numbers per step, are the d_input). ATARI_LARGE's
-# d_ff is not stated in the paper; 4 × d_model as in the small one.
-ATARI_SMALL = ModelConfig(d_model=128, n_layers=2, n_heads=4, d_ff=512, dropout=0.0, lstm_hidden=256)
-ATARI_LARGE = ModelConfig(d_model=256, n_layers=4, n_heads=8, d_ff=1024, dropout=0.0, lstm_hidden=256)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -276,47 +257,32 @@ class ModelInfo:
     fast_net: str
     full_name: str               # Appendix D nomenclature: "slow-net/update-rule fast fast-net"
     table1_params: float | None  # Table 1 "#Prms" (millions, WikiText-103 small setting)
-    section: str                 # where the paper defines it
 
 
 MODELS = {
-    "transformer": ModelInfo("Transformer", "-", "-", "-", "-", 44.0, "baseline (softmax attention)"),
+    "transformer": ModelInfo("Transformer", "-", "-", "-", "-", 44.0),
     "linear_transformer": ModelInfo("Linear Transformer", "Feedforward", "sum", "Linear",
-                                    "Feedforward/Sum fast Linear Net", 44.0, "Sec. 2.2, Eqs. 5-7"),
+                                    "Feedforward/Sum fast Linear Net", 44.0),
     "delta_net": ModelInfo("Delta Net", "Feedforward", "delta", "Linear",
-                           "Feedforward/Delta fast Linear Net", 44.0, "Sec. 2.2, Eqs. 8-10"),
+                           "Feedforward/Delta fast Linear Net", 44.0),
     "delta_mlp": ModelInfo("Delta MLP", "Feedforward", "delta", "Deep MLP",
-                           "Feedforward/Delta fast MLP", 44.3, "Sec. 3.1, Eqs. 13-14"),
+                           "Feedforward/Delta fast MLP", 44.3),
     "delta_delta_net": ModelInfo("Delta Delta Net", "Feedforward", "delta", "Delta Net",
-                                 "Feedforward/Delta fast Delta Net", 44.6, "Sec. 3.1"),
+                                 "Feedforward/Delta fast Delta Net", 44.6),
     "delta_rnn": ModelInfo("Delta RNN", "Feedforward", "delta", "RNN",
-                           "Feedforward/Delta fast RNN", 44.6, "Sec. 3.1, Eq. 12"),
+                           "Feedforward/Delta fast RNN", 44.6),
     "delta_lstm": ModelInfo("Delta LSTM", "Feedforward", "delta", "LSTM",
-                            "Feedforward/Delta fast LSTM", 47.3, "Sec. 3.1, Appendix A.2"),
+                            "Feedforward/Delta fast LSTM", 47.3),
     "recurrent_delta_net": ModelInfo("RDN", "Recurrent", "delta", "Linear",
-                                     "Recurrent/Delta fast Linear Net", 44.1, "Sec. 3.2, Eqs. 15-18"),
-    "lstm": ModelInfo("LSTM", "-", "-", "-", "-", None, "baseline (Tables 2-3)"),
-    "feedforward": ModelInfo("Feedforward", "-", "-", "-", "-", None, "baseline (Appendix C)"),
+                                     "Recurrent/Delta fast Linear Net", 44.1),
+    "lstm": ModelInfo("LSTM", "-", "-", "-", "-", None),
+    "feedforward": ModelInfo("Feedforward", "-", "-", "-", "-", None),
 }
 SEQUENCE_MODELS = tuple(name for name in MODELS if name not in ("lstm", "feedforward"))
 
 # The versions reported in Table 1 (Table 4 ablates the others), and the Delta MLP's fast depth.
 TABLE1_VERSIONS = {"delta_rnn": "B", "delta_lstm": "D", "delta_mlp": "B"}
 DELTA_MLP_FAST_LAYERS = {"A": 4, "B": 2}
-# Appendix A.2: in the WikiText-103 small setting the Delta MLP keeps about the others' parameter count
-# with fewer layers: version A has 8 layers of 4 fast layers, version B (Table 1) 11 layers of 2.
-DELTA_MLP_LM_LAYERS = {"A": 8, "B": 11}
-
-
-def lm_small_config(name: str, vocab_size: int, version: str | None = None) -> ModelConfig:
-    """The configuration of model ``name`` in RFWP Table 1 (or Table 4 with ``version``): LM_SMALL, with
-    the Delta MLP's depth of Appendix A.2."""
-    config = replace(LM_SMALL, vocab_size=vocab_size, version=version)
-    if name == "delta_mlp":
-        config = replace(config, n_layers=DELTA_MLP_LM_LAYERS[version or TABLE1_VERSIONS[name]])
-    return config
-
-
 def build_model(name: str, config: ModelConfig) -> nn.Module:
     """The model ``name`` (a key of MODELS: RFWP Table 1's rows and the LSTM/feed-forward baselines)."""
     if name not in MODELS:

@@ -10,10 +10,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rfwp import ops
-from rfwp.tasks.associative_retrieval import (
-    RetrievalConfig, RetrievalModel, RetrievalTrainer, check_capacity_claim, check_update_claim, config_for,
-    evaluation_batch, retrieval_loss, sample_sequences, training_batch)
+from rfwp import analysis, ops
+from rfwp.tasks.associative_retrieval import (RetrievalConfig, RetrievalModel, RetrievalTrainer, config_for,
+                                              evaluation_batch, presets, retrieval_loss, run, training_batch)
+from rfwp.tasks.associative_retrieval.claims import capacity_limits, check_capacity_claim, check_update_claim
+from rfwp.tasks.associative_retrieval.data import sample_sequences
+from rfwp.tasks.associative_retrieval.sweeps import update_rule_sweep
+from rfwp.train import runs
 
 
 def test_capacity_sequences_pair_a_permutation_of_keys_with_one_of_values():
@@ -58,7 +61,7 @@ def test_evaluation_queries_every_key_and_scores_those_present():
 def _programmed_model(memory: str, S: int) -> RetrievalModel:
     """Slow weights set by hand so that φ'(k_t) = onehot(key symbol) (ELU+1 of 0 is 1, of −40 is
     e^−40) and β_t = σ(40) = 1 in float64: the memory sees orthonormal keys and writes fully."""
-    model = RetrievalModel(RetrievalConfig(S=S, setting="update", memory=memory, phi="elu")).double()
+    model = RetrievalModel(RetrievalConfig(S=S, setting="update", memory=memory, feature_map="elu")).double()
     d, e = model.config.d_key, model.config.d_embedding
     with torch.no_grad():
         model.embedding.weight.zero_()
@@ -70,7 +73,7 @@ def _programmed_model(memory: str, S: int) -> RetrievalModel:
         model.W_beta.weight.zero_()
         model.W_beta.bias.fill_(40.0)
     if memory == "delta":
-        model.phi.eps = 0.0  # the guard against 0/0 would scale the exact one-hot keys by 1/(1 + 1e-6)
+        model.features.eps = 0.0  # the guard against 0/0 would scale the exact one-hot keys by 1/(1 + 1e-6)
     return model
 
 
@@ -100,7 +103,7 @@ def test_sum_memory_with_orthonormal_keys_retrieves_the_mean_of_all_values_bound
 
 def test_sum_memory_closed_form_is_the_final_state_of_the_sum_rule():
     torch.manual_seed(5)
-    model = RetrievalModel(RetrievalConfig(S=6, memory="sum", phi="dpfp")).double()
+    model = RetrievalModel(RetrievalConfig(S=6, memory="sum", feature_map="dpfp")).double()
     phi_k = torch.rand(3, 6, 10, dtype=torch.float64)
     values = torch.randint(6, (3, 6))
     v = F.one_hot(values, 6).double()
@@ -150,23 +153,40 @@ def test_short_training_run_learns_to_retrieve():
 
 
 def _capacity_rows(losses: dict[str, dict[int, float]]) -> pd.DataFrame:
-    d_dot = {"sum_linear": 64, "sum_dpfp1": 128}
+    d_dot = {"sum_linear": 64, "sum_dpfp1": 128, "sum_dpfp2": 256, "sum_dpfp3": 384, "sum_favor64": 128}
     return pd.DataFrame([{"variant": v, "S": S, "loss": loss, "d_dot": d_dot[v], "seed": 0}
                          for v, by_size in losses.items() for S, loss in by_size.items()])
 
 
+GOOD = {"sum_linear": {20: 0.001, 40: 0.002, 60: 0.06, 80: 0.12}, "sum_dpfp1": {80: 0.001, 160: 0.1},
+        "sum_dpfp2": {160: 0.002, 280: 0.05}, "sum_dpfp3": {240: 0.001, 400: 0.03},
+        "sum_favor64": {60: 0.2, 160: 0.3}}
+
+
+def _with(variant, S, loss):
+    rows = copy.deepcopy(GOOD)
+    rows[variant][S] = loss
+    return _capacity_rows(rows)
+
+
 def test_capacity_claim_check_decides_from_the_threshold():
-    good = {"sum_linear": {20: 0.001, 40: 0.002, 60: 0.06, 80: 0.12}, "sum_dpfp1": {80: 0.001, 160: 0.1}}
-    assert check_capacity_claim(_capacity_rows(good))[0] is True
-    linear_holds_beyond = copy.deepcopy(good)
-    linear_holds_beyond["sum_linear"][80] = 0.005
-    assert check_capacity_claim(_capacity_rows(linear_holds_beyond))[0] is False
-    dpfp_fails_below = copy.deepcopy(good)
-    dpfp_fails_below["sum_dpfp1"][80] = 0.05
-    reproduced, evidence = check_capacity_claim(_capacity_rows(dpfp_fails_below))
+    assert check_capacity_claim(_capacity_rows(GOOD))[0] is True
+    assert check_capacity_claim(_with("sum_linear", 80, 0.005))[0] is False      # holds beyond 64
+    reproduced, evidence = check_capacity_claim(_with("sum_dpfp1", 80, 0.05))     # fails below capacity
     assert reproduced is False and "S=80 0.0500" in evidence
-    no_dpfp_beyond_64 = {"sum_linear": good["sum_linear"], "sum_dpfp1": {40: 0.001}}
-    assert check_capacity_claim(_capacity_rows(no_dpfp_beyond_64))[0] is None
+    assert check_capacity_claim(_with("sum_dpfp3", 400, 0.0005))[0] is False     # holds above its capacity
+    assert check_capacity_claim(_with("sum_favor64", 160, 0.0005))[0] is False   # FAVOR+ holds above it
+    assert check_capacity_claim(_with("sum_favor64", 60, 0.0005))[0] is True     # below: not part of C1
+    no_dpfp2_above = copy.deepcopy(GOOD)
+    del no_dpfp2_above["sum_dpfp2"][280]
+    assert check_capacity_claim(_capacity_rows(no_dpfp2_above))[0] is None
+
+
+def test_capacity_limits_are_the_last_size_held_and_first_failed():
+    limits = capacity_limits(_capacity_rows(GOOD)).set_index("model")
+    assert limits.loc["Linear-Attention", "largest S held"] == 40
+    assert limits.loc["Linear-Attention", "smallest S failed"] == 60
+    assert limits.loc["FAVOR+ (m=64)", "largest S held"] is None or pd.isna(limits.loc["FAVOR+ (m=64)", "largest S held"])
 
 
 def test_update_claim_check_needs_ours_clearly_below_the_sum_rule():
@@ -179,21 +199,50 @@ def test_update_claim_check_needs_ours_clearly_below_the_sum_rule():
 
 
 def test_bad_configuration_is_rejected_with_the_choices():
-    with pytest.raises(ValueError, match="memory 'sum' takes phi in"):
-        RetrievalConfig(S=10, memory="sum", phi="tanh")
+    with pytest.raises(ValueError, match="memory 'sum' takes feature_map in"):
+        RetrievalConfig(S=10, memory="sum", feature_map="tanh")
     with pytest.raises(ValueError, match="setting must be one of"):
         RetrievalConfig(S=10, setting="copy")
     with pytest.raises(ValueError, match="unknown variant"):
         config_for("dpfp9", 10, "capacity")
+    with pytest.raises(ValueError, match="scale must be one of"):
+        presets.preset("huge")
 
 
-def test_sweep_runs_through_execute_and_reuses_complete_records(tmp_path):
-    from rfwp.tasks.associative_retrieval import SMOKE, update_rule_sweep
-    where = {"results_dir": tmp_path, "cache_dir": tmp_path / "checkpoints", "progress": False}
-    first = update_rule_sweep("smoke", seeds=[0], **where)
-    assert sorted(first.variant) == sorted(SMOKE.update)
-    assert (first.L == 2 * first.S).all() and first.loss.notna().all() and (first.steps <= SMOKE.max_steps).all()
-    records = sorted(tmp_path.glob("runs/smoke/background/update/*/S*/seed0.json"))
-    assert len(records) == len(first)
-    again = update_rule_sweep("smoke", seeds=[0], **where)
-    pd.testing.assert_frame_equal(first, again)  # returned from the records, not retrained
+def test_sweep_reuses_complete_records_without_training(tmp_path, monkeypatch):
+    """A second sweep reads every record: the trainer is not called once."""
+    monkeypatch.setattr(runs, "REPO_ROOT", tmp_path)
+    calls = []
+    train_step = RetrievalTrainer.train_step
+    monkeypatch.setattr(RetrievalTrainer, "train_step", lambda self, step: calls.append(step) or train_step(self, step))
+    first = update_rule_sweep("smoke")
+    assert sorted(first.variant) == sorted(presets.SMOKE.update) and calls
+    assert (first.L == 2 * first.S).all() and first.loss.notna().all()
+    assert (first.steps <= presets.SMOKE.max_steps).all()
+    assert len(list(tmp_path.glob("results/smoke/runs/smoke/background/update/*/S*/seed0.json"))) == len(first)
+    calls.clear()
+    again = update_rule_sweep("smoke")
+    assert calls == []
+    pd.testing.assert_frame_equal(first, again)
+
+
+def test_run_with_another_learning_rate_is_a_run_of_its_own(tmp_path):
+    where = {"results_dir": tmp_path, "cache_dir": tmp_path / "cache", "progress": False}
+    paper = run("softmax", 6, "capacity", "smoke", seed=0, **where)
+    other = run("softmax", 6, "capacity", "smoke", seed=0, lr=3e-4, steps=100, **where)
+    assert paper.name == "background/capacity/softmax/S6"
+    assert other.name == "background/capacity/softmax/S6/lr0.0003-steps100"
+    assert other.config["lr"] == 3e-4 and paper.config["lr"] == 1e-3 and other.steps_done <= 100
+
+
+def test_parallel_sweep_gives_the_records_of_a_serial_one(tmp_path):
+    """Two single-threaded worker processes train the same runs as one process would (same seeds, same
+    data); only the wall time differs."""
+    points = [{"variant": v, "S": 6, "setting": "capacity", "scale": "smoke", "steps": 100, "lr": 1e-3,
+               "results_dir": str(tmp_path / d)} for v in ("softmax", "sum_dpfp1") for d in ("serial",)]
+    serial = analysis.sweep(run, points, seeds=(0, 1), workers=1)
+    parallel = analysis.sweep(run, [{**p, "results_dir": str(tmp_path / "parallel")} for p in points],
+                              seeds=(0, 1), workers=2)
+    columns = ["variant", "seed", "best_step", "steps", "stopped"]
+    pd.testing.assert_frame_equal(serial[columns], parallel[columns])
+    torch.testing.assert_close(torch.tensor(parallel.loss.values), torch.tensor(serial.loss.values), rtol=1e-4, atol=1e-6)

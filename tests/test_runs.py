@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from rfwp import runs
-from rfwp.runs import RunRecord, Schedule, execute
+from rfwp.train import runs
+from rfwp.train.runs import RunRecord, Schedule, execute
 from toy_trainer import ToyConfig, ToyTrainer
 
 TESTS = Path(__file__).resolve().parent
@@ -117,6 +117,28 @@ def test_early_stopping(tmp_path, schedule, stopped, steps_done, best):
     assert record.final["loss"] == config.losses[steps_done // 10 - 1]
 
 
+class Counting(Scripted):
+    """Reports 7 tokens and 3 frames a step, like a token task or an environment would."""
+
+    def train_step(self, step):
+        return {**super().train_step(step), "tokens": 7, "frames": 3}
+
+
+@pytest.mark.parametrize("budget, stopped, steps_done", [
+    ({"tokens": 7 * 25}, "tokens", 25), ({"frames": 3 * 40}, "frames", 40),
+    ({"steps": 33, "tokens": 10**6}, "steps", 33), ({"steps": 33, "frames": 3 * 12}, "frames", 12)])
+def test_budget_in_tokens_or_frames(tmp_path, budget, stopped, steps_done):
+    """The first budget spent ends the run, with an evaluation at its last step; the history counts them."""
+    config = ScriptedConfig(losses=(9.0, 5.0, 3.0, 4.0, 3.5, 2.0, 2.5, 2.2))
+    record = execute("toy/budget", config, lambda c, seed: Counting(c.losses), Schedule(eval_every=10, **budget),
+                     seed=0, scale="cpu", results_dir=tmp_path, cache_dir=tmp_path / "cache", progress=False)
+    assert (record.stopped, record.steps_done) == (stopped, steps_done)
+    assert list(record.history.step) == [*range(10, steps_done, 10), steps_done]
+    assert list(record.history.tokens) == [7 * s for s in record.history.step]
+    assert list(record.history.frames) == [3 * s for s in record.history.step]
+    assert "tokens" not in record.final and "train_tokens" not in record.history
+
+
 def test_nan_is_never_best(tmp_path):
     config = ScriptedConfig(losses=(float("nan"), 4.0, float("nan"), 5.0))
     record = execute("toy/nan", config, lambda c, seed: Scripted(c.losses), Schedule(steps=40, eval_every=10),
@@ -133,6 +155,8 @@ def test_bad_input_is_rejected(tmp_path):
                 results_dir=tmp_path, progress=False)
     with pytest.raises(KeyError, match="accuracy"):
         run(tmp_path, schedule=Schedule(steps=10, eval_every=5, monitor="accuracy"))
+    with pytest.raises(ValueError, match="needs a budget"):
+        Schedule(eval_every=5)
 
 
 # A subprocess that trains slowly enough to be killed between checkpoints.
@@ -140,7 +164,7 @@ CHILD = """
 import sys
 from pathlib import Path
 sys.path.insert(0, {tests!r})
-from rfwp.runs import Schedule, execute
+from rfwp.train.runs import Schedule, execute
 from toy_trainer import ToyConfig, ToyTrainer
 execute("toy/regression", ToyConfig(sleep=0.02), ToyTrainer, Schedule(steps=60, eval_every=10, checkpoint_every=7),
         seed=3, scale="cpu", results_dir=Path({results!r}), cache_dir=Path({cache!r}), progress=False)

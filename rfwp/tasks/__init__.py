@@ -1,5 +1,9 @@
-"""Tasks of the two papers, one module per task: its data, its model where the task defines one,
-a trainer for ``rfwp.runs.execute``, the paper's scale presets and the checks of its claims.
+"""Tasks of the two papers, one package per task, with small modules by concern: its data, its model where
+the task defines one, a trainer for ``rfwp.train.execute``, the presets of each scale, and its claims with
+the rules that decide them.
 
   associative_retrieval  ICML 2021 Sec. 6.1: synthetic key-value retrieval (capacity, update rules)
+  code_execution         RFWP Sec. 4.2-4.3: the algorithmic tasks' architecture
+  language_modelling     RFWP Sec. 4.1: the WikiText-103 configurations
+  atari                  RFWP Sec. 4.4: the agents' fast weight cores
 """

@@ -17,7 +17,6 @@ import hashlib
 import importlib.metadata
 import json
 import math
-import os
 import re
 import time
 from dataclasses import asdict, dataclass, field
@@ -28,11 +27,13 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from rfwp.io import atomic_write
+
 SCALES = ("smoke", "cpu", "paper")
 # Seeds a notebook uses when its ``seeds`` parameter is None.
-DEFAULT_SEEDS = {"smoke": (0,), "cpu": (0,), "paper": (0, 1, 2)}
+DEFAULT_SEEDS = {"smoke": (0,), "cpu": (0, 1, 2), "paper": (0, 1, 2)}
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 _NAME = re.compile(r"[A-Za-z0-9_.=+-]+(/[A-Za-z0-9_.=+-]+)*")
 
 
@@ -50,10 +51,18 @@ class Trainer(Protocol):
     def load_state_dict(self, state: dict) -> None: ...
 
 
+BUDGETS = ("steps", "tokens", "frames")
+
+
 @dataclass
 class Schedule:
-    steps: int                    # maximum number of optimiser steps
-    eval_every: int
+    """When a run evaluates and stops. The budget is optimiser steps, training tokens or environment frames
+    (the counts a trainer reports as ``tokens`` / ``frames`` from ``train_step``); the first one reached ends
+    the run. Evaluations and checkpoints are counted in optimiser steps."""
+    steps: int | None = None              # budget: optimiser steps
+    eval_every: int = 100                 # optimiser steps between evaluations
+    tokens: int | None = None             # budget: training tokens (train_step returns {"tokens": n, ...})
+    frames: int | None = None             # budget: environment frames (train_step returns {"frames": n, ...})
     checkpoint_every: int | None = None   # default: eval_every
     monitor: str = "loss"         # metric of evaluate() used for early stopping and "best"
     mode: str = "min"             # "min" or "max"
@@ -61,10 +70,17 @@ class Schedule:
     target: float | None = None   # stop once the monitored metric reaches this value
 
     def __post_init__(self):
-        if self.steps < 1 or self.eval_every < 1 or (self.checkpoint_every is not None and self.checkpoint_every < 1):
-            raise ValueError(f"steps, eval_every and checkpoint_every must be positive integers, got {self}")
+        if all(getattr(self, unit) is None for unit in BUDGETS):
+            raise ValueError("a Schedule needs a budget: steps=, tokens= or frames=")
+        counts = [getattr(self, unit) for unit in BUDGETS] + [self.eval_every, self.checkpoint_every]
+        if any(n is not None and n < 1 for n in counts):
+            raise ValueError(f"budgets, eval_every and checkpoint_every must be positive integers, got {self}")
         if self.mode not in ("min", "max"):
             raise ValueError(f"Schedule.mode must be 'min' or 'max', got {self.mode!r}")
+
+    def spent(self, done: dict[str, int]) -> bool:
+        """Whether the counts done (steps, tokens, frames) have reached any budget."""
+        return any(getattr(self, unit) is not None and done[unit] >= getattr(self, unit) for unit in BUDGETS)
 
     def better(self, a: float, b: float | None) -> bool:
         """Whether metric value ``a`` improves on ``b`` (None: nothing to improve on yet; NaN: any number does)."""
@@ -78,8 +94,9 @@ class Schedule:
 
 @dataclass
 class RunRecord:
-    """What a run leaves behind. ``history`` has one row per evaluation: step, wall_time (seconds since the
-    start of training, summed over resumptions), the evaluation metrics under their own names and the
+    """What a run leaves behind. ``history`` has one row per evaluation: step, the tokens and frames trained
+    on so far (where the trainer counts them), wall_time (seconds since the start of training, summed over
+    resumptions), the evaluation metrics under their own names and the
     training metrics averaged over the preceding interval as ``train_<name>``."""
     name: str
     config: dict
@@ -91,7 +108,7 @@ class RunRecord:
     final: dict[str, float]       # evaluation metrics at the last evaluation
     best: dict[str, float]        # the evaluation row (with its step) that is best in schedule.monitor
     steps_done: int
-    stopped: str                  # "steps", "patience" or "target"
+    stopped: str                  # the budget spent ("steps", "tokens", "frames"), "patience" or "target"
     wall_time: float
     resumed_from: int | None      # the step a checkpoint restored, None for a run trained in one go
     versions: dict[str, str]
@@ -147,13 +164,6 @@ def _versions() -> dict[str, str]:
     return {"rfwp": rfwp_version, "torch": torch.__version__}
 
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def _dumps(data: dict) -> str:
     """JSON with one line per history row, so a record reads (and diffs) as a table.
     NaN is allowed: a diverged run's NaN loss is a result, recorded as such."""
@@ -172,8 +182,9 @@ def execute(name: str, config, make_trainer: Callable[[Any, int], Trainer], sche
             progress: bool = True) -> RunRecord:
     """Train ``make_trainer(config, seed)`` under ``schedule``, or return the complete record of that run.
 
-    An evaluation follows every ``eval_every`` steps and the last step; after each evaluation the run stops
-    early if the monitored metric reached ``target`` or has not improved for ``patience`` evaluations.
+    An evaluation follows every ``eval_every`` steps and the step that spends the budget; after each evaluation
+    the run stops early if the monitored metric reached ``target`` or has not improved for ``patience``
+    evaluations. A progress bar shows the run's name, its latest evaluation and the time left.
     """
     path = record_path(name, seed, scale, results_dir)
     digest = config_hash(config, schedule)
@@ -188,7 +199,8 @@ def execute(name: str, config, make_trainer: Callable[[Any, int], Trainer], sche
     torch.manual_seed(seed)
     trainer = make_trainer(config, seed)
     # The loop's state: everything besides the trainer that the rest of the run depends on.
-    loop = {"step": 0, "rows": [], "interval": [], "best": None, "bad_evals": 0, "wall_time": 0.0}
+    loop = {"done": dict.fromkeys(BUDGETS, 0), "rows": [], "interval": [], "best": None, "bad_evals": 0,
+            "wall_time": 0.0}
     resumed_from = None
     if checkpoint_path.exists():
         checkpoint = torch.load(checkpoint_path, weights_only=False)
@@ -196,22 +208,29 @@ def execute(name: str, config, make_trainer: Callable[[Any, int], Trainer], sche
             trainer.load_state_dict(checkpoint["trainer"])
             torch.set_rng_state(checkpoint["torch_rng"])
             loop = checkpoint["loop"]
-            resumed_from = loop["step"]
+            resumed_from = loop["done"]["steps"]
 
-    stopped = "steps"
-    bar = tqdm(total=schedule.steps, initial=loop["step"], desc=name, disable=not progress, leave=False)
+    done = loop["done"]
+    unit = next(u for u in BUDGETS if getattr(schedule, u) is not None)   # the progress bar counts this budget
+    bar = tqdm(total=getattr(schedule, unit), initial=done[unit], desc=name, unit=unit.rstrip("s"),
+               disable=not progress, leave=False, dynamic_ncols=True)
     started = time.perf_counter() - loop["wall_time"]
-    while loop["step"] < schedule.steps:
-        loop["interval"].append({k: float(v) for k, v in trainer.train_step(loop["step"]).items()})
-        loop["step"] += 1
-        bar.update(1)
-        step = loop["step"]
-        if step % schedule.eval_every == 0 or step == schedule.steps:
+    stopped = None
+    while stopped is None:
+        metrics = {k: float(v) for k, v in trainer.train_step(done["steps"]).items()}
+        done["steps"] += 1
+        for count in ("tokens", "frames"):
+            done[count] += int(metrics.pop(count, 0))
+        loop["interval"].append(metrics)
+        step, spent = done["steps"], schedule.spent(done)
+        if step % schedule.eval_every == 0 or spent:
             metrics = {k: float(v) for k, v in trainer.evaluate().items()}
             if schedule.monitor not in metrics:
                 raise KeyError(f"Schedule.monitor is {schedule.monitor!r} but evaluate() returned only "
                                f"{sorted(metrics)}; set Schedule(monitor=...) to one of them")
-            row = {"step": step, "wall_time": time.perf_counter() - started, **metrics, **_mean(loop["interval"])}
+            counts = {c: done[c] for c in ("tokens", "frames") if done[c]}
+            row = {"step": step, **counts, "wall_time": time.perf_counter() - started, **metrics,
+                   **_mean(loop["interval"])}
             loop["rows"].append(row)
             loop["interval"] = []
             value = metrics[schedule.monitor]
@@ -219,26 +238,28 @@ def execute(name: str, config, make_trainer: Callable[[Any, int], Trainer], sche
                 loop["best"], loop["bad_evals"] = row, 0
             else:
                 loop["bad_evals"] += 1
-            bar.set_postfix({schedule.monitor: f"{value:.4g}"})
-            if schedule.reached(value):
+            bar.update(done[unit] - bar.n)
+            bar.set_postfix({k: f"{v:.4g}" for k, v in metrics.items()})
+            if spent:
+                stopped = next(u for u in BUDGETS if getattr(schedule, u) is not None and done[u] >= getattr(schedule, u))
+            elif schedule.reached(value):
                 stopped = "target"
-                break
-            if schedule.patience is not None and loop["bad_evals"] >= schedule.patience:
+            elif schedule.patience is not None and loop["bad_evals"] >= schedule.patience:
                 stopped = "patience"
-                break
-        if step % checkpoint_every == 0 and step < schedule.steps:
+        if stopped is None and step % checkpoint_every == 0:
             loop["wall_time"] = time.perf_counter() - started
             checkpoint = {"config_hash": digest, "trainer": trainer.state_dict(),
                           "torch_rng": torch.get_rng_state(), "loop": loop}
-            _atomic_write(checkpoint_path, lambda tmp: torch.save(checkpoint, tmp))
+            atomic_write(checkpoint_path, lambda tmp: torch.save(checkpoint, tmp))
     bar.close()
 
     rows = loop["rows"]
-    final = {k: v for k, v in rows[-1].items() if k not in ("step", "wall_time") and not k.startswith("train_")}
+    final = {k: v for k, v in rows[-1].items() if k not in ("step", "tokens", "frames", "wall_time")
+             and not k.startswith("train_")}
     record = RunRecord(
         name=name, config=asdict(config), config_hash=digest, seed=seed, scale=scale, schedule=asdict(schedule),
-        history=pd.DataFrame(rows), final=final, best=loop["best"], steps_done=loop["step"], stopped=stopped,
+        history=pd.DataFrame(rows), final=final, best=loop["best"], steps_done=done["steps"], stopped=stopped,
         wall_time=time.perf_counter() - started, resumed_from=resumed_from, versions=_versions(), path=path)
-    _atomic_write(path, lambda tmp: tmp.write_text(_dumps(record.to_json())))
+    atomic_write(path, lambda tmp: tmp.write_text(_dumps(record.to_json())))
     checkpoint_path.unlink(missing_ok=True)
     return record

@@ -1,0 +1,84 @@
+"""What every task notebook does with its runs: sweep a grid of runs into one tidy DataFrame, decide claims,
+and draw figures in one style.
+
+    points = [{"variant": v, "S": S} for v, sizes in preset.capacity.items() for S in sizes]
+    df = sweep(retrieval.run_point, points, seeds=(0, 1, 2), workers=2, desc="ICML Fig. 2")
+    # one row per run: the point's fields, seed, the best evaluation's metrics, steps, stop reason, wall time
+
+A sweep trains the runs it has no complete record of in ``workers`` processes of one thread each (on a small
+machine two single-threaded runs finish sooner than two runs one after the other on two threads), and reads
+every complete record as it is.
+"""
+from __future__ import annotations
+
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from typing import Callable, Iterable
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from rfwp.train import RunRecord
+
+PALETTE = "colorblind"
+
+
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+def sweep_records(run: Callable[..., RunRecord], points: Iterable[dict], seeds: Iterable[int], *,
+                  workers: int = 1, desc: str = "sweep") -> list[tuple[dict, int, RunRecord]]:
+    """``run(**point, seed=seed)`` for every point and seed, in that order: (point, seed, record) triples.
+    ``run`` must be a module-level function (it is sent to the worker processes by name)."""
+    jobs = [(dict(point), seed) for seed in seeds for point in points]
+    records: dict[int, RunRecord] = {}
+    bar = tqdm(total=len(jobs), desc=desc, unit="run", dynamic_ncols=True)
+
+    def finished(i: int, record: RunRecord) -> None:
+        records[i] = record
+        bar.set_postfix_str(f"{record.name} seed {record.seed}: " +
+                            ", ".join(f"{k} {v:.4g}" for k, v in record.best.items()
+                                      if k not in ("step", "tokens", "frames", "wall_time") and not k.startswith("train_")))
+        bar.update(1)
+
+    if workers <= 1:
+        for i, (point, seed) in enumerate(jobs):
+            finished(i, run(**point, seed=seed, progress=False))
+    else:
+        # spawn, not fork: a forked child of a process whose OpenMP pool is running can deadlock.
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_one_thread) as pool:
+            futures = {pool.submit(run, **point, seed=seed, progress=False): i for i, (point, seed) in enumerate(jobs)}
+            for future in as_completed(futures):
+                finished(futures[future], future.result())
+    bar.close()
+    return [(point, seed, records[i]) for i, (point, seed) in enumerate(jobs)]
+
+
+def sweep(run: Callable[..., RunRecord], points: Iterable[dict], seeds: Iterable[int], *, workers: int = 1,
+          desc: str = "sweep") -> pd.DataFrame:
+    """One row per run: the point's fields, ``seed``, the metrics of its best evaluation (``best_step`` the
+    step of it), ``steps`` trained, ``stopped`` (why it ended) and ``wall_time`` in seconds."""
+    rows = []
+    for point, seed, record in sweep_records(run, points, seeds, workers=workers, desc=desc):
+        best = {("best_step" if k == "step" else k): v for k, v in record.best.items()
+                if k not in ("wall_time", "tokens", "frames") and not k.startswith("train_")}
+        rows.append({**point, "seed": seed, **best, "steps": record.steps_done, "stopped": record.stopped,
+                     "wall_time": record.wall_time})
+    return pd.DataFrame(rows)
+
+
+def histories(run: Callable[..., RunRecord], points: Iterable[dict], seeds: Iterable[int], *, workers: int = 1,
+              desc: str = "sweep") -> pd.DataFrame:
+    """One row per evaluation of every run: the point's fields, ``seed`` and the record's history row."""
+    frames = [record.history.assign(**point, seed=seed)
+              for point, seed, record in sweep_records(run, points, seeds, workers=workers, desc=desc)]
+    return pd.concat(frames, ignore_index=True)
+
+
+def style() -> None:
+    """The one figure style of every notebook (seaborn)."""
+    import seaborn as sns
+    sns.set_theme(style="whitegrid", context="notebook", palette=PALETTE, font_scale=0.9)

@@ -1,0 +1,230 @@
+"""One supervised trainer for token tasks (code execution, ListOps, language modelling), for ``execute``.
+
+    trainer = SequenceTrainer(model, OptimiserConfig(lr=3e-4, betas=(0.9, 0.995)),
+                              train=ShuffledBatches(dataset, batch_size=64, seed=seed),
+                              evaluation={"valid": valid_batches, "test": test_batches}, metrics=accuracies)
+    execute(name, config, lambda config, seed: trainer, Schedule(steps=..., monitor="valid_sequence_accuracy", mode="max"), ...)
+
+A ``TokenBatch`` holds inputs and targets (batch, length) and a mask of the positions that are scored.
+Each optimiser step takes ``accumulate`` batches from the training stream (gradient accumulation, exact:
+the loss is the mean over every scored token of all of them), clips the global gradient norm, steps Adam
+and the learning-rate schedule (linear warm-up, then constant or cosine decay). With ``carry_state`` the
+model's state flows from one batch to the next, detached between them (truncated backpropagation through
+time), in training and within each evaluation split. Evaluation runs with dropout off on fixed splits and
+reports, per split, the mean token loss and every metric of ``metrics`` as ``<split>_<name>``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Iterable, NamedTuple, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from rfwp.models import detach_state
+
+
+class TokenBatch(NamedTuple):
+    inputs: Tensor                  # (batch, length) token ids (or (batch, length, d_input) features)
+    targets: Tensor                 # (batch, length) class ids
+    mask: Tensor                    # (batch, length) bool: the positions that are scored
+    reset: Tensor | None = None     # (batch, length) bool: the model's state is zeroed before these steps
+
+
+class BatchStream(Protocol):
+    """The training data: an endless, resumable stream of batches."""
+
+    def next(self) -> TokenBatch: ...
+
+    def state_dict(self) -> dict: ...
+
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+class ShuffledBatches:
+    """Epochs over a fixed set of sequences (inputs, targets, mask tensors with the same first axis), each
+    in a new random order from a generator of the stream's own; the last incomplete batch of an epoch is
+    dropped. Resumes where it stopped."""
+
+    def __init__(self, inputs: Tensor, targets: Tensor, mask: Tensor, batch_size: int, seed: int):
+        if not len(inputs) == len(targets) == len(mask):
+            raise ValueError(f"inputs, targets and mask need one row per sequence, got {len(inputs)}, "
+                             f"{len(targets)} and {len(mask)}")
+        if not 1 <= batch_size <= len(inputs):
+            raise ValueError(f"batch_size must be between 1 and the {len(inputs)} sequences, got {batch_size}")
+        self.inputs, self.targets, self.mask, self.batch_size = inputs, targets, mask, batch_size
+        self.generator = torch.Generator().manual_seed(seed)
+        self.order, self.position, self.epoch = torch.randperm(len(inputs), generator=self.generator), 0, 0
+
+    def next(self) -> TokenBatch:
+        if self.position + self.batch_size > len(self.order):
+            self.order, self.position = torch.randperm(len(self.inputs), generator=self.generator), 0
+            self.epoch += 1
+        rows = self.order[self.position:self.position + self.batch_size]
+        self.position += self.batch_size
+        return TokenBatch(self.inputs[rows], self.targets[rows], self.mask[rows])
+
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state(), "order": self.order, "position": self.position,
+                "epoch": self.epoch}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+        self.order, self.position, self.epoch = state["order"], state["position"], state["epoch"]
+
+
+class ContiguousSegments:
+    """A token stream for language modelling: the stream is cut into ``batch_size`` rows, and batch i holds
+    the i-th consecutive segment of every row, so a model that carries its state across batches reads each
+    row as one text. Targets are the next tokens; after the last segment the stream starts again."""
+
+    def __init__(self, tokens: Tensor, batch_size: int, segment_length: int):
+        rows = (len(tokens) - 1) // batch_size
+        if rows < segment_length:
+            raise ValueError(f"{len(tokens)} tokens make rows of {rows} for batch_size {batch_size}, shorter "
+                             f"than one segment of {segment_length}; use a smaller batch or segment")
+        self.inputs = tokens[:rows * batch_size].view(batch_size, rows)
+        self.targets = tokens[1:rows * batch_size + 1].view(batch_size, rows)
+        self.segment_length, self.position = segment_length, 0
+
+    def __len__(self) -> int:
+        return math.ceil(self.inputs.shape[1] / self.segment_length)
+
+    def __iter__(self):
+        """One pass over the stream from its start (an evaluation split)."""
+        for start in range(0, self.inputs.shape[1], self.segment_length):
+            yield self._segment(start)
+
+    def _segment(self, start: int) -> TokenBatch:
+        end = start + self.segment_length
+        inputs = self.inputs[:, start:end]
+        # the first segment of a pass starts a new text: the state carried from the end of the last pass goes
+        reset = torch.zeros_like(inputs, dtype=torch.bool)
+        reset[:, 0] = start == 0
+        return TokenBatch(inputs, self.targets[:, start:end], torch.ones_like(inputs, dtype=torch.bool), reset)
+
+    def next(self) -> TokenBatch:
+        batch = self._segment(self.position)
+        self.position += self.segment_length
+        if self.position >= self.inputs.shape[1]:
+            self.position = 0
+        return batch
+
+    def state_dict(self) -> dict:
+        return {"position": self.position}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.position = state["position"]
+
+
+@dataclass(frozen=True)
+class OptimiserConfig:
+    """Adam with the paper's per-task settings, a learning-rate schedule, clipping and accumulation."""
+    lr: float = 3e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    warmup_steps: int = 0             # linear warm-up from 0 to lr over these steps
+    decay: str = "constant"           # after warm-up: "constant", or "cosine" to 0 at total_steps
+    total_steps: int | None = None    # the cosine's length (the run's step budget)
+    clip: float | None = None         # clip the gradients' global norm to this
+    accumulate: int = 1               # batches per optimiser step
+
+    def __post_init__(self):
+        if self.decay not in ("constant", "cosine"):
+            raise ValueError(f"decay must be 'constant' or 'cosine', got {self.decay!r}")
+        if self.decay == "cosine" and (self.total_steps is None or self.total_steps <= self.warmup_steps):
+            raise ValueError(f"cosine decay needs total_steps above warmup_steps={self.warmup_steps}, "
+                             f"got {self.total_steps}")
+        if self.accumulate < 1 or self.warmup_steps < 0:
+            raise ValueError(f"accumulate must be ≥ 1 and warmup_steps ≥ 0, got {self.accumulate}, "
+                             f"{self.warmup_steps}")
+
+    def factor(self, step: int) -> float:
+        """The learning rate at optimiser step ``step`` (0-based) as a fraction of lr."""
+        if step < self.warmup_steps:
+            return (step + 1) / self.warmup_steps
+        if self.decay == "constant":
+            return 1.0
+        progress = min(1.0, (step - self.warmup_steps) / (self.total_steps - self.warmup_steps))
+        return 0.5 * (1 + math.cos(math.pi * progress))
+
+
+# metrics(logits, batch) -> {name: (sum, count)}: summed over an evaluation split, reported as sum / count.
+Metrics = Callable[[Tensor, TokenBatch], dict[str, tuple[float, float]]]
+
+
+def token_loss(logits: Tensor, batch: TokenBatch) -> tuple[Tensor, Tensor]:
+    """Cross-entropy summed over the scored positions, and their number."""
+    losses = F.cross_entropy(logits.flatten(0, -2), batch.targets.flatten(), reduction="none")
+    mask = batch.mask.flatten()
+    return losses[mask].sum(), mask.sum()
+
+
+class SequenceTrainer:
+    """The ``rfwp.train.Trainer`` of every token task: see the module's docstring."""
+
+    def __init__(self, model: nn.Module, optimiser: OptimiserConfig, train: BatchStream,
+                 evaluation: dict[str, Iterable[TokenBatch]], metrics: Metrics | None = None,
+                 carry_state: bool = False):
+        self.model, self.config, self.train, self.evaluation = model, optimiser, train, evaluation
+        self.metrics, self.carry_state = metrics, carry_state
+        self.optimiser = torch.optim.Adam(model.parameters(), lr=optimiser.lr, betas=optimiser.betas,
+                                          eps=optimiser.eps)
+        self.schedule = torch.optim.lr_scheduler.LambdaLR(self.optimiser, optimiser.factor)
+        self.state = None   # carried across training batches (truncated BPTT)
+
+    def _forward(self, batch: TokenBatch, state):
+        logits, state = self.model(batch.inputs, state, batch.reset)
+        return logits, (detach_state(state) if self.carry_state else None)
+
+    def train_step(self, step: int) -> dict[str, float]:
+        self.model.train()
+        batches = [self.train.next() for _ in range(self.config.accumulate)]
+        total = sum(int(b.mask.sum()) for b in batches)
+        self.optimiser.zero_grad(set_to_none=True)
+        loss_sum = 0.0
+        for batch in batches:
+            logits, self.state = self._forward(batch, self.state)
+            loss, _ = token_loss(logits, batch)
+            (loss / total).backward()   # the mean over all scored tokens of the step, batch by batch
+            loss_sum += loss.item()
+        metrics = {"loss": loss_sum / total, "lr": self.optimiser.param_groups[0]["lr"]}
+        if self.config.clip is not None:
+            norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip)
+            metrics["grad_norm"] = norm.item()
+        self.optimiser.step()
+        self.schedule.step()
+        return {**metrics, "tokens": total}
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        self.model.eval()   # dropout off
+        out = {}
+        for split, batches in self.evaluation.items():
+            sums: dict[str, list[float]] = {"loss": [0.0, 0.0]}
+            state = None
+            for batch in batches:
+                logits, state = self._forward(batch, state)
+                loss, count = token_loss(logits, batch)
+                sums["loss"][0] += loss.item()
+                sums["loss"][1] += count.item()
+                for name, (total, n) in (self.metrics(logits, batch) if self.metrics else {}).items():
+                    acc = sums.setdefault(name, [0.0, 0.0])
+                    acc[0] += float(total)
+                    acc[1] += float(n)
+            out.update({f"{split}_{name}": total / max(n, 1) for name, (total, n) in sums.items()})
+        self.model.train()
+        return out
+
+    def state_dict(self) -> dict:
+        return {"model": self.model.state_dict(), "optimiser": self.optimiser.state_dict(),
+                "schedule": self.schedule.state_dict(), "train": self.train.state_dict(), "state": self.state}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimiser.load_state_dict(state["optimiser"])
+        self.schedule.load_state_dict(state["schedule"])
+        self.train.load_state_dict(state["train"])
+        self.state = state["state"]
