@@ -74,10 +74,6 @@ def make_inputs(op: str, B: int, H: int, L: int, d_key: int, d_value: int, *, se
     return kw
 
 
-def _flat(x):
-    return list(x) if isinstance(x, tuple) else [x]
-
-
 def leaves(kwargs) -> dict[str, torch.Tensor]:
     """Every differentiable input by name; state tensors as state.<field>."""
     out = {}
@@ -92,7 +88,7 @@ def leaves(kwargs) -> dict[str, torch.Tensor]:
 def run_with_grads(fn, kwargs, seed: int = 1):
     """Outputs, final state and gradients of a random linear functional of both."""
     out, state = fn(**kwargs)
-    results = [out, *_flat(state)]
+    results = [out, *state_tensors(state)]
     g = torch.Generator().manual_seed(seed)
     cotangents = [torch.randn(r.shape, generator=g, dtype=r.dtype) for r in results]
     named = leaves(kwargs)
@@ -120,6 +116,19 @@ def map_state(fn, state):
         return fn(state) if state.is_floating_point() else state
     parts = (map_state(fn, s) for s in state)
     return type(state)(*parts) if hasattr(state, "_fields") else type(state)(parts)
+
+
+def state_tensors(state) -> list[torch.Tensor]:
+    """Every tensor of a state (a tensor, or a tuple, list or NamedTuple of states), in order."""
+    if isinstance(state, torch.Tensor):
+        return [state]
+    return [t for s in state for t in state_tensors(s)]
+
+
+def assert_same_state(state, expected, **tolerance) -> None:
+    """Two states of the same structure hold equal tensors."""
+    for a, b in zip(state_tensors(state), state_tensors(expected), strict=True):
+        torch.testing.assert_close(a, b, **tolerance)
 
 
 def poisoned(t: torch.Tensor) -> torch.Tensor:

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from oracle import map_state, poisoned
-from rfwp.layers import (AttentionCache, Block, DeltaDeltaNetLayer, DeltaLSTMLayer, DeltaMLPLayer, DeltaNetLayer,
+from oracle import assert_same_state, map_state, poisoned, state_tensors
+from rfwp.layers import (Block, DeltaDeltaNetLayer, DeltaLSTMLayer, DeltaMLPLayer, DeltaNetLayer,
                          DeltaRNNLayer, FeatureMapConfig, LinearTransformerLayer, RecurrentDeltaNetLayer,
                          SoftmaxAttention, normalised_delta_rule, normalised_sum_rule)
 
@@ -40,12 +40,6 @@ def inputs(B=2, L=11, seed=0):
     reset = torch.zeros(B, L, dtype=torch.bool)
     reset[0, 0] = reset[0, 7] = reset[1, 3] = reset[1, 5] = True
     return x, reset
-
-
-def tensors(state):
-    if isinstance(state, torch.Tensor):
-        return [state]
-    return [t for s in state for t in tensors(s)]
 
 
 # ---------------------------------------------------------------- attention normalisation
@@ -110,8 +104,7 @@ def test_split_sequence_equals_whole(name, with_reset, cut):
     y1, s1 = layer(x[:, :cut], reset=None if reset is None else reset[:, :cut])
     y2, s2 = layer(x[:, cut:], s1, None if reset is None else reset[:, cut:])
     torch.testing.assert_close(torch.cat([y1, y2], dim=1), y)
-    for a, b in zip(tensors(s2), tensors(state), strict=True):
-        torch.testing.assert_close(a, b)
+    assert_same_state(s2, state)
 
 
 @pytest.mark.parametrize("name", LAYERS)
@@ -127,8 +120,7 @@ def test_reset_forgets_everything_before_it(name):
     y_other, end_other = layer(x_other, state, reset)   # other inputs before the reset, and another initial state
     torch.testing.assert_close(y_other[:, 6:], y[:, 6:])
     assert not torch.allclose(y_other[:, :6], y[:, :6])
-    for a, b in zip(tensors(end_other), tensors(end), strict=True):
-        torch.testing.assert_close(a, b)
+    assert_same_state(end_other, end)
 
 
 @pytest.mark.parametrize("name", LAYERS)
@@ -142,8 +134,7 @@ def test_reset_overwrites_an_inf_or_nan_state(name):
     y, end = layer(x, reset=reset)
     y_bad, end_bad = layer(x, map_state(poisoned, state), reset)
     torch.testing.assert_close(y_bad, y)
-    for a, b in zip(tensors(end_bad), tensors(end), strict=True):
-        torch.testing.assert_close(a, b)
+    assert_same_state(end_bad, end)
 
 
 @pytest.mark.parametrize("name", LAYERS)
@@ -153,13 +144,13 @@ def test_gradient_of_the_initial_state_equals_finite_differences(name):
     layer = build(name)
     x, reset = inputs()
     _, state = layer(x[:, :4])
-    start = tensors(map_state(lambda t: t.detach().requires_grad_(True), state))
+    start = state_tensors(map_state(lambda t: t.detach().requires_grad_(True), state))
     floating = [t for t in start if t.is_floating_point()]
 
     def run(*values):
         replaced = iter(values)
         y, end = layer(x[:, 4:], map_state(lambda t: next(replaced), state), reset[:, 4:])
-        return (y, *(t for t in tensors(end) if t.is_floating_point()))
+        return (y, *(t for t in state_tensors(end) if t.is_floating_point()))
 
     assert torch.autograd.gradcheck(run, floating, fast_mode=True)
 

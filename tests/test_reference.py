@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from oracle import OPS, assert_reset_overwrites_state, make_inputs
+from oracle import OPS, assert_reset_overwrites_state, assert_same_state, make_inputs, state_tensors
 from rfwp import ops
 from rfwp.ops import reference
 
@@ -57,8 +57,7 @@ def test_split_sequence_equals_whole(op):
     out1, mid = fn(**first, state=kw["state"])
     out2, end = fn(**second, state=mid)
     torch.testing.assert_close(torch.cat([out1, out2], dim=2), out)
-    for a, b in zip(end if isinstance(end, tuple) else (end,), state if isinstance(state, tuple) else (state,)):
-        torch.testing.assert_close(a, b)
+    assert_same_state(end, state)
 
 
 @pytest.mark.parametrize("op", OPS)
@@ -73,8 +72,7 @@ def test_reset_equals_starting_fresh(op):
     _, tail = split_in_time(op, kw, 6)
     fresh, fresh_end = fn(**tail)
     torch.testing.assert_close(out[:, :, 6:], fresh)
-    for a, b in zip(end if isinstance(end, tuple) else (end,), fresh_end if isinstance(end, tuple) else (fresh_end,)):
-        torch.testing.assert_close(a, b)
+    assert_same_state(end, fresh_end)
 
 
 @pytest.mark.parametrize("op", OPS)
@@ -88,9 +86,9 @@ def test_gradient_of_the_initial_state_equals_finite_differences(op):
 
     def run(*tensors):
         out, end = getattr(reference, op)(**kw, state=type(state)(*tensors) if isinstance(state, tuple) else tensors[0])
-        return (out, *(end if isinstance(end, tuple) else (end,)))
+        return (out, *state_tensors(end))
 
-    assert torch.autograd.gradcheck(run, tuple(state) if isinstance(state, tuple) else (state,))
+    assert torch.autograd.gradcheck(run, tuple(state_tensors(state)))
 
 
 @pytest.mark.parametrize("bad, message", [

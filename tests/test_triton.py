@@ -20,7 +20,8 @@ import torch  # noqa: E402
 
 import rfwp.ops  # noqa: E402
 import rfwp.ops.triton as tr  # noqa: E402
-from oracle import assert_matches_reference, assert_reset_overwrites_state, leaves, make_inputs  # noqa: E402
+from oracle import (assert_matches_reference, assert_reset_overwrites_state, leaves, make_inputs,  # noqa: E402
+                    state_tensors)
 from rfwp.ops import reference  # noqa: E402
 
 pytestmark = pytest.mark.triton
@@ -93,10 +94,6 @@ def test_matches_reference_float32(name, op, fn, shape, resets):
 @pytest.mark.parametrize("name,op,fn", KERNELS, ids=KERNEL_IDS)
 def test_matches_reference_without_state_or_reset(name, op, fn):
     assert_matches_reference(op, fn, inputs(op, (2, 1, 19, 6, 6), [], with_state=False), atol=1e-4, rtol=1e-4)
-
-
-def state_tensors(state):
-    return list(state) if isinstance(state, tuple) else [state]
 
 
 @pytest.mark.parametrize("name,op,fn", KERNELS, ids=KERNEL_IDS)
