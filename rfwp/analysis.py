@@ -31,26 +31,36 @@ def _one_thread() -> None:
 def sweep_records(run: Callable[..., RunRecord], points: Iterable[dict], seeds: Iterable[int], *,
                   workers: int = 1, desc: str = "sweep") -> list[tuple[dict, int, RunRecord]]:
     """``run(**point, seed=seed)`` for every point and seed, in that order: (point, seed, record) triples.
-    ``run`` must be a module-level function (it is sent to the worker processes by name)."""
+    Complete records are read here (``run(..., train=False)``); the runs without one train in ``workers``
+    processes. ``run`` must be a module-level function (it is sent to the worker processes by name) that
+    passes ``progress`` and ``train`` on to ``rfwp.train.execute``."""
     jobs = [(dict(point), seed) for seed in seeds for point in points]
     records: dict[int, RunRecord] = {}
     bar = tqdm(total=len(jobs), desc=desc, unit="run", dynamic_ncols=True)
 
     def finished(i: int, record: RunRecord) -> None:
         records[i] = record
-        bar.set_postfix_str(f"{record.name} seed {record.seed}: " +
-                            ", ".join(f"{k} {v:.4g}" for k, v in record.best.items()
-                                      if k not in ("step", "tokens", "frames", "wall_time") and not k.startswith("train_")))
+        best = {k: v for k, v in record.best.items()
+                if k not in ("step", "tokens", "frames", "wall_time") and not k.startswith("train_")}
+        bar.set_postfix_str(f"{record.name} seed {record.seed}: " + ", ".join(f"{k} {v:.4g}" for k, v in best.items()))
         bar.update(1)
 
-    if workers <= 1:
-        for i, (point, seed) in enumerate(jobs):
+    missing = []
+    for i, (point, seed) in enumerate(jobs):
+        record = run(**point, seed=seed, progress=False, train=False)
+        if record is None:
+            missing.append(i)
+        else:
+            finished(i, record)
+    if workers <= 1 or len(missing) <= 1:
+        for i in missing:
+            point, seed = jobs[i]
             finished(i, run(**point, seed=seed, progress=False))
     else:
         # spawn, not fork: a forked child of a process whose OpenMP pool is running can deadlock.
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+        with ProcessPoolExecutor(min(workers, len(missing)), mp_context=multiprocessing.get_context("spawn"),
                                  initializer=_one_thread) as pool:
-            futures = {pool.submit(run, **point, seed=seed, progress=False): i for i, (point, seed) in enumerate(jobs)}
+            futures = {pool.submit(run, **jobs[i][0], seed=jobs[i][1], progress=False): i for i in missing}
             for future in as_completed(futures):
                 finished(futures[future], future.result())
     bar.close()

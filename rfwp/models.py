@@ -216,8 +216,9 @@ class LSTMModel(nn.Module):
             outs = []
             for a, b in zip(cuts[:-1], cuts[1:]):
                 if state is not None:
-                    keep = (~reset[:, a]).to(h.dtype)[None, :, None]
-                    state = (state[0] * keep, state[1] * keep)
+                    # overwrite, not multiply by 0: an inf or NaN state must not survive a reset
+                    zeroed = reset[:, a][None, :, None]
+                    state = tuple(torch.where(zeroed, torch.zeros_like(s), s) for s in state)
                 out, state = self.lstm(h[:, a:b], state)
                 outs.append(out)
             out = torch.cat(outs, dim=1)

@@ -184,9 +184,9 @@ def test_capacity_claim_check_decides_from_the_threshold():
 
 def test_capacity_limits_are_the_last_size_held_and_first_failed():
     limits = capacity_limits(_capacity_rows(GOOD)).set_index("model")
-    assert limits.loc["Linear-Attention", "largest S held"] == 40
-    assert limits.loc["Linear-Attention", "smallest S failed"] == 60
-    assert limits.loc["FAVOR+ (m=64)", "largest S held"] is None or pd.isna(limits.loc["FAVOR+ (m=64)", "largest S held"])
+    assert limits.loc["Linear-Attention", "largest_S_held"] == 40
+    assert limits.loc["Linear-Attention", "errors_from"] == 60
+    assert pd.isna(limits.loc["FAVOR+ (m=64)", "largest_S_held"]) and limits.loc["FAVOR+ (m=64)", "errors_from"] == 60
 
 
 def test_update_claim_check_needs_ours_clearly_below_the_sum_rule():

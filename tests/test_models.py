@@ -11,6 +11,8 @@ import torch
 from rfwp import ATARI_LARGE, ATARI_SMALL, CODE_EXECUTION, LM_SMALL, MODELS, ModelConfig, build_model
 from rfwp.models import detach_state
 
+from oracle import map_state, poisoned
+
 VOCAB = 7
 TINY = ModelConfig(d_model=8, n_layers=2, n_heads=2, d_ff=16, dropout=0.0, vocab_size=VOCAB, lstm_hidden=8,
                    lstm_layers=2, implementation="reference")
@@ -80,6 +82,21 @@ def test_reset_forgets_everything_before_it(name):
     _, state = model(tokens(seed=1))
     other, _ = model(torch.cat([tokens(L=7, seed=2), x[:, 7:]], dim=1), state, reset)
     torch.testing.assert_close(other[:, 7:], logits[:, 7:])
+
+
+@pytest.mark.parametrize("name", [n for n in MODELS if n != "feedforward"])
+def test_reset_overwrites_an_inf_or_nan_state(name):
+    """A reset at the first step forgets a carried state full of inf and NaN (0 · inf would be NaN)."""
+    model = build(name).eval()
+    x = tokens()
+    reset = torch.zeros(3, 12, dtype=torch.bool)
+    reset[:, 0] = True
+    _, state = model(tokens(seed=1))
+    logits, final = model(x, reset=reset)
+    bad_logits, bad_final = model(x, map_state(poisoned, state), reset)
+    torch.testing.assert_close(bad_logits, logits)
+    for a, b in zip(tensors(bad_final), tensors(final)):
+        torch.testing.assert_close(a, b)
 
 
 @pytest.mark.parametrize("name", MODELS)

@@ -139,6 +139,17 @@ def test_budget_in_tokens_or_frames(tmp_path, budget, stopped, steps_done):
     assert "tokens" not in record.final and "train_tokens" not in record.history
 
 
+def test_train_false_only_reads_a_complete_record(tmp_path):
+    where = dict(seed=0, scale="cpu", results_dir=tmp_path, cache_dir=tmp_path / "cache", progress=False)
+    schedule = Schedule(steps=10, eval_every=5)
+    assert execute("toy/regression", ToyConfig(), ToyTrainer, schedule, train=False, **where) is None
+    assert not list(tmp_path.rglob("*.json"))
+    trained = execute("toy/regression", ToyConfig(), ToyTrainer, schedule, **where)
+    calls = ToyTrainer.calls
+    read = execute("toy/regression", ToyConfig(), ToyTrainer, schedule, train=False, **where)
+    assert ToyTrainer.calls == calls and read.final == trained.final
+
+
 def test_nan_is_never_best(tmp_path):
     config = ScriptedConfig(losses=(float("nan"), 4.0, float("nan"), 5.0))
     record = execute("toy/nan", config, lambda c, seed: Scripted(c.losses), Schedule(steps=40, eval_every=10),
@@ -161,9 +172,7 @@ def test_bad_input_is_rejected(tmp_path):
 
 # A subprocess that trains slowly enough to be killed between checkpoints.
 CHILD = """
-import sys
 from pathlib import Path
-sys.path.insert(0, {tests!r})
 from rfwp.train.runs import Schedule, execute
 from toy_trainer import ToyConfig, ToyTrainer
 execute("toy/regression", ToyConfig(sleep=0.02), ToyTrainer, Schedule(steps=60, eval_every=10, checkpoint_every=7),
@@ -175,9 +184,8 @@ def test_killed_run_resumes_from_checkpoint_with_identical_results(tmp_path):
     config, schedule = ToyConfig(sleep=0.02), Schedule(steps=60, eval_every=10, checkpoint_every=7)
     results, cache = tmp_path / "results", tmp_path / "cache"
     checkpoint = cache / "cpu/toy/regression/seed3.pt"
-    child = subprocess.Popen([sys.executable, "-c", CHILD.format(tests=str(TESTS), results=str(results),
-                                                                 cache=str(cache))],
-                             env={**os.environ, "OMP_NUM_THREADS": "1"})
+    child = subprocess.Popen([sys.executable, "-c", CHILD.format(results=str(results), cache=str(cache))],
+                             env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(TESTS)})
     deadline = time.monotonic() + 60
     while not checkpoint.exists():
         assert child.poll() is None, "the child finished or crashed before its first checkpoint"

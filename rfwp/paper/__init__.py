@@ -1,4 +1,5 @@
-"""The papers' own numbers, as data: each transcribed table is ``<paper>_<ident>.csv`` in this folder.
+"""The papers' own numbers, as data: each transcribed table is ``<paper>_<ident>.csv`` in this folder (a
+figure's file holds what the paper states of it in numbers, where it does).
 
     rfwp.paper.table("rfwp", "T2")     # DataFrame, first column source = "paper"
     rfwp.paper.contents("icml")        # every table and figure of a paper with a one-line description
@@ -50,10 +51,9 @@ def contents(paper: str) -> pd.DataFrame:
     tables, _ = _read("tables.csv")
     figures, _ = _read("figures.csv")
     tables = tables[tables["paper"] == paper].drop(columns="paper")
-    tables["transcribed"] = [resources.files(__name__).joinpath(f"{paper}_{i}.csv").is_file()
-                             for i in tables["ident"]]
-    figures = figures[figures["paper"] == paper].drop(columns="paper").assign(transcribed=False)
-    return pd.concat([tables, figures], ignore_index=True)
+    items = pd.concat([tables, figures[figures["paper"] == paper].drop(columns="paper")], ignore_index=True)
+    items["transcribed"] = [resources.files(__name__).joinpath(f"{paper}_{i}.csv").is_file() for i in items["ident"]]
+    return items
 
 
 def describe(paper: str, ident: str) -> str:
@@ -68,7 +68,7 @@ def describe(paper: str, ident: str) -> str:
 
 
 def table(paper: str, ident: str) -> pd.DataFrame:
-    """The paper's numbers of table ``ident``, every row labelled ``source = "paper"``."""
+    """The paper's numbers of table (or figure) ``ident``, every row labelled ``source = "paper"``."""
     describe(paper, ident)
     name = f"{paper}_{ident}.csv"
     if not resources.files(__name__).joinpath(name).is_file():

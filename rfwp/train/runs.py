@@ -179,8 +179,9 @@ def _mean(rows: list[dict[str, float]]) -> dict[str, float]:
 
 def execute(name: str, config, make_trainer: Callable[[Any, int], Trainer], schedule: Schedule, *,
             seed: int, scale: str, results_dir: Path | None = None, cache_dir: Path | None = None,
-            progress: bool = True) -> RunRecord:
-    """Train ``make_trainer(config, seed)`` under ``schedule``, or return the complete record of that run.
+            progress: bool = True, train: bool = True) -> RunRecord | None:
+    """Train ``make_trainer(config, seed)`` under ``schedule``, or return the complete record of that run
+    (``train=False``: return it, or None where there is none, without training).
 
     An evaluation follows every ``eval_every`` steps and the step that spends the budget; after each evaluation
     the run stops early if the monitored metric reached ``target`` or has not improved for ``patience``
@@ -192,6 +193,8 @@ def execute(name: str, config, make_trainer: Callable[[Any, int], Trainer], sche
         record = RunRecord.load(path)
         if record.status == "complete" and record.config_hash == digest:
             return record
+    if not train:
+        return None
     cache_root = Path(cache_dir) if cache_dir is not None else REPO_ROOT / ".cache" / "rfwp" / "checkpoints"
     checkpoint_path = cache_root / scale / name / f"seed{seed}.pt"
     checkpoint_every = schedule.checkpoint_every or schedule.eval_every

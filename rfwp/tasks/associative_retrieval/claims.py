@@ -61,16 +61,17 @@ def check_capacity_claim(capacity: pd.DataFrame, threshold: float = HOLD_THRESHO
 
 def capacity_limits(capacity: pd.DataFrame, threshold: float = HOLD_THRESHOLD) -> pd.DataFrame:
     """For each memory: its capacity d_dot, the largest S at which it held (mean best loss ≤ threshold), the
-    smallest S at which it failed, and its lowest loss over all S: how far each curve of Fig. 2 gets."""
+    smallest S at which it failed (``errors_from``, as the paper's text gives it), and its lowest loss over all
+    S: how far each curve of Fig. 2 gets."""
     rows = []
     for variant, runs in mean_loss(capacity).groupby("variant", sort=False):
         held, failed = runs[runs.loss <= threshold], runs[runs.loss > threshold]
         rows.append({"model": VARIANTS[variant].label, "d_dot": "∞" if variant == "softmax" else int(runs.d_dot.iloc[0]),
                      "sizes": len(runs), "seeds": int(runs.seeds.max()),
-                     "largest S held": int(held.S.max()) if len(held) else None,
-                     "smallest S failed": int(failed.S.min()) if len(failed) else None,
-                     "lowest loss": float(runs.loss.min())})
-    return pd.DataFrame(rows)
+                     "largest_S_held": int(held.S.max()) if len(held) else pd.NA,
+                     "errors_from": int(failed.S.min()) if len(failed) else pd.NA,
+                     "lowest_loss": float(runs.loss.min())})
+    return pd.DataFrame(rows).astype({"largest_S_held": "Int64", "errors_from": "Int64"})
 
 
 def check_update_claim(update: pd.DataFrame, margin: float = UPDATE_MARGIN) -> tuple[bool | None, str]:
