@@ -39,7 +39,7 @@ test: venv $(CHROMIUM)
 reproduce: venv
 	$(PY) -m rfwp.reproduce --scale $(SCALE) --jobs $(JOBS)
 
-# The CPU benchmark (at most 15 minutes on 2 cores): results/benchmarks/cpu.md and cpu.json.
+# The CPU benchmark (about 8 minutes on 2 idle cores, under 15): results/benchmarks/cpu.md and cpu.json.
 benchmark: venv
 	$(PY) -m benchmarks.cpu
 

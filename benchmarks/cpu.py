@@ -6,8 +6,9 @@ for each implementation, against causal scaled_dot_product_attention, in one run
 
 Run from the repository root. Prints a Markdown table and writes results/benchmarks/cpu.json and cpu.md.
 Each case runs in a fresh subprocess so that its peak resident memory (above the inputs) is its own.
-About 10 minutes on 2 cores: the step-by-step reference loops that take minutes per case (SLOW_REFERENCE)
-are not timed, and their rows say so.
+About 8 minutes on 2 idle cores (estimated from the per-case times of the last full run, which took about
+14): the step-by-step reference loops that take minutes per case (SLOW_REFERENCE) are not timed, and their rows
+say so.
 """
 from __future__ import annotations
 
