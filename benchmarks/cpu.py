@@ -8,7 +8,7 @@ Run from the repository root. Prints a Markdown table and writes results/benchma
 Each case runs in a fresh subprocess so that its peak resident memory (above the inputs) is its own.
 About 8 minutes on 2 idle cores (estimated from the per-case times of the last full run, which took about
 14): the step-by-step reference loops that take minutes per case (SLOW_REFERENCE) are not timed, and their rows
-say so.
+say so. As a guard, cases not started within --budget (14 minutes) are listed as skipped too.
 """
 from __future__ import annotations
 
@@ -180,7 +180,9 @@ def main(argv: list[str] | None = None):
     parser.add_argument("--lengths", type=int, nargs="+", default=[256, 1024])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--timeout", type=float, default=600, help="seconds for one case")
+    parser.add_argument("--timeout", type=float, default=300, help="seconds for one case")
+    parser.add_argument("--budget", type=float, default=840,
+                        help="seconds: cases not started by then are listed as skipped (keeps a run under 15 minutes)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, a few cases: checks the code path only")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "benchmarks")
     parser.add_argument("--case", nargs=8, metavar=("KIND", "NAME", "IMPL", "B", "H", "L", "D", "REPEATS"),
@@ -209,6 +211,10 @@ def main(argv: list[str] | None = None):
             for kind, name, impl in cases:
                 if kind == "op" and impl == "reference" and L >= slow_reference.get(name, float("inf")):
                     rows.append(skipped_row(kind, name, impl, b, h, L, d_case, SKIPPED))
+                    continue
+                if time.perf_counter() - start > args.budget:
+                    rows.append(skipped_row(kind, name, impl, b, h, L, d_case,
+                                            f"skipped: the run's budget of {args.budget:.0f} s was spent"))
                     continue
                 print(f"{kind:5s} {name:20s} {impl:9s} L={L:5d} d={d_case}", file=sys.stderr, flush=True)
                 row = run_case([kind, name, impl, str(b), str(h), str(L), str(d_case), str(repeats)],
