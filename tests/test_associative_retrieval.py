@@ -62,7 +62,7 @@ def _programmed_model(memory: str, S: int) -> RetrievalModel:
     """Slow weights set by hand so that φ'(k_t) = onehot(key symbol) (ELU+1 of 0 is 1, of −40 is
     e^−40) and β_t = σ(40) = 1 in float64: the memory sees orthonormal keys and writes fully."""
     model = RetrievalModel(RetrievalConfig(S=S, setting="update", memory=memory, feature_map="elu")).double()
-    d, e = model.config.d_key, model.config.d_embedding
+    e = model.config.d_embedding
     with torch.no_grad():
         model.embedding.weight.zero_()
         model.embedding.weight[:, :S] = torch.eye(S)
@@ -239,7 +239,7 @@ def test_parallel_sweep_gives_the_records_of_a_serial_one(tmp_path):
     """Two single-threaded worker processes train the same runs as one process would (same seeds, same
     data); only the wall time differs."""
     points = [{"variant": v, "S": 6, "setting": "capacity", "scale": "smoke", "steps": 100, "lr": 1e-3,
-               "results_dir": str(tmp_path / d)} for v in ("softmax", "sum_dpfp1") for d in ("serial",)]
+               "results_dir": str(tmp_path / "serial")} for v in ("softmax", "sum_dpfp1")]
     serial = analysis.sweep(run, points, seeds=(0, 1), workers=1)
     parallel = analysis.sweep(run, [{**p, "results_dir": str(tmp_path / "parallel")} for p in points],
                               seeds=(0, 1), workers=2)
