@@ -51,6 +51,11 @@ def _error_summary(stderr: str) -> str:
 
 # Papermill's and nbclient's records of when things ran: different on every run.
 _TIMINGS = ("start_time", "end_time", "duration")
+# A widget's view in an output (tqdm.auto's progress bars): a random model id, its state in the notebook's
+# metadata, and rates that change on every run.
+_WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+# tqdm's text bar statistics, "[elapsed<remaining, rate]": a stream line holding them is a progress bar.
+_PROGRESS = re.compile(r"\[\d+:\d\d(?::\d\d)?<[^\]\n]*\]")
 
 
 def _relative_paths(root: Path):
@@ -78,17 +83,35 @@ def _map_strings(value, fn):
     return value
 
 
+def _without_progress_bars(outputs: list) -> list:
+    kept = []
+    for output in outputs:
+        if _WIDGET_VIEW in output.get("data", {}):
+            continue
+        if output.get("output_type") == "stream":
+            lines = re.split(r"(?<=[\n\r])", output.get("text", ""))
+            output["text"] = "".join(line for line in lines if line != "\r" and not _PROGRESS.search(line))
+            if not output["text"].strip():
+                continue
+        kept.append(output)
+    return kept
+
+
 def clean_notebook(path: Path, root: Path = REPO_ROOT) -> None:
     """Make an executed notebook the same bytes on every run of the same inputs: drop the run's timings
-    (papermill's start/end times and durations, nbclient's ``execution`` timestamps), give the parameters
-    cell papermill injects a fixed id, and replace the
+    (papermill's start/end times and durations, nbclient's ``execution`` timestamps), drop progress bars
+    (widget views and their state, tqdm text bars), give the parameters cell papermill injects a fixed id,
+    and replace the
     absolute paths of this machine (``root``, the home folder) in sources, outputs and metadata."""
     nb = nbformat.read(path, as_version=nbformat.NO_CONVERT)
     for record in [nb.metadata.get("papermill", {})] + [c.metadata.get("papermill", {}) for c in nb.cells]:
         for key in _TIMINGS:
             record.pop(key, None)
+    nb.metadata.pop("widgets", None)
     for cell in nb.cells:
         cell.metadata.pop("execution", None)
+        if cell.cell_type == "code":
+            cell.outputs = _without_progress_bars(cell.outputs)
         if "id" in cell and "injected-parameters" in cell.metadata.get("tags", []):
             cell.id = "injected-parameters"   # papermill gives the cell it adds a random id
     nbformat.write(nbformat.from_dict(_map_strings(nb, _relative_paths(Path(root).resolve()))), path)

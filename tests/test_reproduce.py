@@ -23,6 +23,12 @@ fig, ax = plt.subplots()
 ax.plot([0, 1], [1, 0])
 out.figure(fig, paper="icml", ident="F2", caption="a test figure")
 out.claim(ident="C1", statement="a test claim", reproduced=True, evidence=f"seeds {seeds}")
+from tqdm import tqdm
+from tqdm.auto import tqdm as widget_tqdm
+for _ in widget_tqdm(range(3), desc="widget bar"):
+    pass
+for _ in tqdm(range(3), desc="text bar"):
+    pass
 """
 
 
@@ -67,11 +73,12 @@ def test_batch_reports_failure_by_name_and_writes_index(tmp_path):
     for ident in [f"Table {i}" for i in range(1, 9)] + [f"Figure {i}" for i in range(1, 13)]:
         assert f"| {ident} |" in index
 
-    # The executed notebook holds no run times and no absolute path (they become relative to the folder
-    # holding notebooks/ and results/), so a rerun of the same inputs writes the same bytes everywhere.
+    # The executed notebook holds no run times, no progress bars and no absolute path (they become relative to
+    # the folder holding notebooks/ and results/), so a rerun of the same inputs writes the same bytes everywhere.
     executed = (results / "notebooks/01_good.ipynb").read_text()
-    for text in ("start_time", "end_time", "duration", "iopub", str(tmp_path)):
+    for text in ("start_time", "end_time", "duration", "iopub", str(tmp_path), "application/vnd.jupyter.widget", "it/s", "100%"):
         assert text not in executed, text
+    assert "C1 reproduced at scale cpu" in executed
     assert 'output_dir = \\"results/01_good\\"' in executed and '"input_path": "notebooks/01_good.ipynb"' in executed
     before = {p: p.read_bytes() for p in sorted(results.rglob("*")) if p.is_file()}
     again = subprocess.run(
