@@ -64,7 +64,6 @@ def test_batch_reports_failure_by_name_and_writes_index(tmp_path):
     assert "seeds [4, 5]" in (out / "claims.md").read_text()
 
     index = (results / "README.md").read_text()
-    rows = {line.split(" | ")[0]: line for line in index.splitlines() if line.startswith("| ")}
     assert index.count("| Table 2 |") == 2   # one row per paper
     assert "[md](01_good/icml_T2.md)" in index and "[png](01_good/icml_F2.png)" in index
     assert "[notebook](notebooks/01_good.ipynb)" in index
