@@ -50,10 +50,10 @@ _failure: str | None = None
 
 def cache_root() -> Path:
     """Where the extension is built: $RFWP_EXTENSIONS_DIR; ``<checkout>/.cache/rfwp/extensions`` when the
-    package is a source checkout's ``rfwp/`` (a ``pyproject.toml`` beside it); else the per-user cache."""
+    package is a writable source checkout's ``rfwp/`` (a ``pyproject.toml`` beside it); else the per-user cache."""
     if os.environ.get("RFWP_EXTENSIONS_DIR"):
         return Path(os.environ["RFWP_EXTENSIONS_DIR"])
-    if (PACKAGE.parent / "pyproject.toml").is_file():
+    if (PACKAGE.parent / "pyproject.toml").is_file() and os.access(PACKAGE.parent, os.W_OK):
         return PACKAGE.parent / ".cache" / "rfwp" / "extensions"
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rfwp" / "extensions"
 
