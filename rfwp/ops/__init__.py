@@ -6,8 +6,8 @@ inputs in (batch, heads, length, dim), ``state`` in and out, optional ``reset`` 
 
   reference  plain loop over time, autograd (``reference.py``)
   chunked    chunkwise-parallel sum and delta rules in PyTorch (``chunked.py``)
-  compiled   C++ CPU kernels with hand-written backward (``compiled.py``, sources in ``kernels/cpu``)
-  triton     Triton GPU kernels (``triton.py``, sources in ``kernels/triton``)
+  compiled   C++ CPU kernels with hand-written backward (``compiled.py``, sources in ``rfwp/kernels/cpu``)
+  triton     Triton GPU kernels (``triton.py``, sources in ``rfwp/kernels/triton``)
 """
 from __future__ import annotations
 

@@ -33,7 +33,16 @@ SCALES = ("smoke", "cpu", "paper")
 # Seeds a notebook uses when its ``seeds`` parameter is None.
 DEFAULT_SEEDS = {"smoke": (0,), "cpu": (0, 1, 2), "paper": (0, 1, 2)}
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _project_root() -> Path:
+    """The checkout the package runs from (a pyproject.toml beside it), else the working directory: a
+    non-editable install keeps its results and checkpoints where its user runs it, not in site-packages."""
+    checkout = Path(__file__).resolve().parents[2]
+    return checkout if (checkout / "pyproject.toml").is_file() else Path.cwd()
+
+
+REPO_ROOT = _project_root()
 _NAME = re.compile(r"[A-Za-z0-9_.=+-]+(/[A-Za-z0-9_.=+-]+)*")
 
 
