@@ -34,7 +34,6 @@ SCALES = ("smoke", "cpu", "paper")
 DEFAULT_SEEDS = {"smoke": (0,), "cpu": (0, 1, 2), "paper": (0, 1, 2)}
 
 
-
 def _project_root() -> Path:
     """The checkout the package runs from (a pyproject.toml beside it), else the working directory: a
     non-editable install keeps its results and checkpoints where its user runs it, not in site-packages."""
