@@ -6,8 +6,8 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class RetrievalScale:
     """What the background notebook runs at one scale: for each figure, the variants, their S and seeds."""
-    capacity: dict[str, tuple[int, ...]]    # ICML Figs. 2 and 4: variant → S (setting 1, L = S)
-    capacity_seeds: dict[str, tuple[int, ...]]  # variant → seeds of its capacity runs
+    capacity: dict[str, tuple[int, ...]]    # ICML Figs. 2 and 4: variant → S (setting 1, L = S), with seed 0
+    capacity_repeats: dict[str, tuple[int, ...]]  # variant → the S that also run with seeds 1 and 2
     largest: int                            # ICML Fig. 4: the training curves at this S (the paper's 600)
     curves: tuple[str, ...]                 # ICML Fig. 3: variants at S = curve_size (setting 2)
     curve_size: int
@@ -29,15 +29,17 @@ FIG3_VARIANTS = ("sum_dpfp1", "delta_dpfp1", "schlag2021", "schlag2021_dpfp")
 FIG5_VARIANTS = ("sum_dpfp1", "delta_dpfp1", "delta_dpfp2", "delta_linear", "schlag2021", "schlag2021_dpfp")
 
 PAPER = RetrievalScale(capacity={v: tuple(range(20, 601, 20)) for v in FIG2_VARIANTS},
-                       capacity_seeds={v: (1,) for v in FIG2_VARIANTS}, largest=600,
+                       capacity_repeats={}, largest=600,
                        curves=FIG3_VARIANTS, curve_size=20, curve_seeds=(1,),
                        update={v: tuple(range(20, 201, 20)) for v in FIG5_VARIANTS}, update_seeds=(1,),
                        max_steps=100_000, softmax_size=600, softmax_learning_rates=(), softmax_steps=100_000)
 # Chosen by measured step times (one thread: from about 10 ms a step at S = 20 to 0.1-1 s at S = 300-600 for
 # DPFP-3 and FAVOR+, and 2-5 s for Schlag (2021)'s step loop at S = 100-200) to fit about 2 hours on 2 cores.
 # Setting 1: 8 sizes per φ on both sides of its capacity d_dot (64 Linear, 128ν DPFP-ν, 2m FAVOR+), up to
-# S = 600 for softmax, where each step is cheap, and up to where the budget allows for the others; 3 seeds
-# (FAVOR+ one seed: its random-feature steps cost most and no size of it reaches zero loss in the paper).
+# S = 600 for softmax, where a step is cheap, and up to where the budget allows for the others. Seeds 1 and 2
+# repeat the sizes that decide C1 (every size up to the first one above d_dot, DPFP-3's 400 included) and
+# softmax up to 240; the largest sizes, far above capacity and the costliest, and FAVOR+ (its random-feature
+# steps cost most; no size of it reaches zero loss in the paper) run once.
 # Setting 2: 3 seeds at S = 20 (Fig. 3), one seed per S for Fig. 5, up to S = 120 for the delta rule and 40
 # for Schlag (2021). At most 2000 steps a run (the paper: 100k).
 CPU = RetrievalScale(capacity={"softmax": (20, 40, 80, 160, 240, 320, 480, 600),
@@ -48,8 +50,10 @@ CPU = RetrievalScale(capacity={"softmax": (20, 40, 80, 160, 240, 320, 480, 600),
                                "sum_favor64": (20, 40, 60, 80, 100, 120, 140, 160),    # d_dot = 128
                                "sum_favor128": (20, 40, 60, 80, 100, 120, 160, 200),   # d_dot = 256
                                "sum_favor512": (20, 30, 40, 50, 60, 70, 80, 100)},     # d_dot = 1024
-                     capacity_seeds={**{v: (0, 1, 2) for v in FIG2_VARIANTS if "favor" not in v},
-                                     **{v: (0,) for v in FIG2_VARIANTS if "favor" in v}},
+                     capacity_repeats={"softmax": (20, 40, 80, 160, 240), "sum_linear": (20, 40, 60, 80, 120, 160),
+                                       "sum_dpfp1": (20, 40, 80, 120, 160, 200),
+                                       "sum_dpfp2": (40, 80, 120, 160, 200, 240, 280),
+                                       "sum_dpfp3": (40, 80, 120, 160, 240, 280, 400)},
                      largest=320, curves=FIG3_VARIANTS, curve_size=20, curve_seeds=(0, 1, 2),
                      update={"sum_dpfp1": (20, 40, 80, 120), "delta_dpfp1": (20, 40, 80, 120),
                              "delta_linear": (20, 40, 80, 120), "delta_dpfp2": (20, 40, 80),
@@ -57,7 +61,7 @@ CPU = RetrievalScale(capacity={"softmax": (20, 40, 80, 160, 240, 320, 480, 600),
                      update_seeds=(0,), max_steps=2000,
                      softmax_size=320, softmax_learning_rates=(1e-3, 3e-4), softmax_steps=6000)
 SMOKE = RetrievalScale(capacity={"softmax": (8,), "sum_linear": (8, 80), "sum_dpfp1": (8, 80)},
-                       capacity_seeds={"softmax": (0,), "sum_linear": (0,), "sum_dpfp1": (0,)}, largest=80,
+                       capacity_repeats={"sum_dpfp1": (8,)}, largest=80,
                        curves=FIG3_VARIANTS, curve_size=6, curve_seeds=(0,),
                        update={"sum_dpfp1": (6,), "delta_dpfp1": (6,)}, update_seeds=(0,), max_steps=200,
                        softmax_size=8, softmax_learning_rates=(1e-3,), softmax_steps=200)

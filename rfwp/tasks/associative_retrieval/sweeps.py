@@ -28,11 +28,13 @@ def _describe(df: pd.DataFrame) -> pd.DataFrame:
 
 def capacity_sweep(scale: str, seeds=None, workers: int = 1) -> pd.DataFrame:
     """ICML Fig. 2: the best evaluation loss of each φ with the sum rule (and softmax) against S, setting 1.
-    One row per run; ``seeds`` None: the preset's seeds of each variant."""
-    sizes = preset(scale).capacity
-    frames = [_frame(_points("capacity", {v: sizes[v]}, scale), seeds or preset(scale).capacity_seeds[v],
-                     workers, f"setting 1 (Fig. 2): {v}") for v in sizes]
-    return pd.concat(frames, ignore_index=True)
+    One row per run. ``seeds`` None: the preset's, seed 0 at every S and seeds 1 and 2 at its repeated S."""
+    p = preset(scale)
+    if seeds is not None:
+        return _frame(_points("capacity", p.capacity, scale), seeds, workers, "setting 1 (Fig. 2)")
+    return pd.concat([_frame(_points("capacity", p.capacity, scale), (0,), workers, "setting 1 (Fig. 2), seed 0"),
+                      _frame(_points("capacity", p.capacity_repeats, scale), (1, 2), workers,
+                             "setting 1 (Fig. 2), seeds 1, 2")], ignore_index=True)
 
 
 def update_rule_sweep(scale: str, seeds=None, workers: int = 1) -> pd.DataFrame:
