@@ -3,7 +3,9 @@ the task defines one, a trainer for ``rfwp.train.execute``, the presets of each 
 the rules that decide them.
 
   associative_retrieval  ICML 2021 Sec. 6.1: synthetic key-value retrieval (capacity, update rules)
-  code_execution         RFWP Sec. 4.2-4.3: the algorithmic tasks' architecture
+  code_execution         RFWP Sec. 4.2: code execution data (correct and the authors' semantics); the
+                         algorithmic tasks' architecture
+  listops                RFWP Sec. 4.3: sequential ListOps data
   language_modelling     RFWP Sec. 4.1: the WikiText-103 configurations
   atari                  RFWP Sec. 4.4: the agents' fast weight cores
 """
