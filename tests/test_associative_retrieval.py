@@ -245,4 +245,21 @@ def test_parallel_sweep_gives_the_records_of_a_serial_one(tmp_path):
                               seeds=(0, 1), workers=2)
     columns = ["variant", "seed", "best_step", "steps", "stopped"]
     pd.testing.assert_frame_equal(serial[columns], parallel[columns])
-    torch.testing.assert_close(torch.tensor(parallel.loss.values), torch.tensor(serial.loss.values), rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(torch.tensor(parallel.loss.values), torch.tensor(serial.loss.values),
+                               rtol=1e-4, atol=1e-6)
+
+
+def test_favor_read_is_swamped_by_its_epsilon_once_keys_are_long():
+    """At initialisation FAVOR+'s z·φ(q) falls from order 1 at S = 20 below the read's ε = 1e-6 by S = 200,
+    where the model then reads (almost) nothing: the cause of its loss of 0.5 at large S."""
+    from rfwp.tasks.associative_retrieval.diagnostics import favor_read_denominators
+    table = favor_read_denominators([20, 200]).set_index("S")
+    assert table.loc[20, "fraction_below_eps"] == 0 and table.loc[200, "fraction_below_eps"] == 1
+    assert table.loc[200, "median_half_key_norm"] > 5 * table.loc[20, "median_half_key_norm"]
+    torch.manual_seed(0)
+    model = RetrievalModel(config_for("sum_favor64", 200, "capacity")).eval()
+    batch = evaluation_batch("capacity", 200, 2, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        v_hat = model(batch.keys, batch.values, batch.queries)
+    assert v_hat.abs().max() < 1e-6
+    assert retrieval_loss(v_hat, batch)[0].item() == pytest.approx(0.5, abs=1e-5)

@@ -114,7 +114,8 @@ def test_evaluation_turns_dropout_off_and_sums_metrics_over_the_split():
     model.eval()
     with torch.no_grad():
         logits = [model(b.inputs)[0] for b in split]
-    losses = [torch.nn.functional.cross_entropy(lg[b.mask], b.targets[b.mask], reduction="sum") for lg, b in zip(logits, split)]
+    losses = [torch.nn.functional.cross_entropy(lg[b.mask], b.targets[b.mask], reduction="sum")
+              for lg, b in zip(logits, split)]
     tokens = sum(b.mask.sum() for b in split)
     assert first["valid_loss"] == pytest.approx((sum(losses) / tokens).item(), rel=1e-6)
     right = sum(((lg.argmax(-1) == b.targets) | ~b.mask).all(-1).sum().item() for lg, b in zip(logits, split))

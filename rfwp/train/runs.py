@@ -252,7 +252,8 @@ def execute(name: str, config, make_trainer: Callable[[Any, int], Trainer], sche
             bar.update(done[unit] - bar.n)
             bar.set_postfix({k: f"{v:.4g}" for k, v in metrics.items()})
             if spent:
-                stopped = next(u for u in BUDGETS if getattr(schedule, u) is not None and done[u] >= getattr(schedule, u))
+                stopped = next(u for u in BUDGETS
+                               if getattr(schedule, u) is not None and done[u] >= getattr(schedule, u))
             elif schedule.reached(value):
                 stopped = "target"
             elif schedule.patience is not None and loop["bad_evals"] >= schedule.patience:

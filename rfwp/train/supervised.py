@@ -3,7 +3,8 @@
     trainer = SequenceTrainer(model, OptimiserConfig(lr=3e-4, betas=(0.9, 0.995)),
                               train=ShuffledBatches(dataset, batch_size=64, seed=seed),
                               evaluation={"valid": valid_batches, "test": test_batches}, metrics=accuracies)
-    execute(name, config, lambda config, seed: trainer, Schedule(steps=..., monitor="valid_sequence_accuracy", mode="max"), ...)
+    execute(name, config, lambda config, seed: trainer,
+            Schedule(steps=..., monitor="valid_sequence_accuracy", mode="max"), seed=seed, scale=scale)
 
 A ``TokenBatch`` holds inputs and targets (batch, length) and a mask of the positions that are scored.
 Each optimiser step takes ``accumulate`` batches from the training stream (gradient accumulation, exact:

@@ -34,9 +34,10 @@ length S), and every model is trained with Adam lr 1e-3 and batch 32 as the pape
 Modules: ``config`` (a run's configuration, the paper's variants), ``data`` (sequences and queries),
 ``model`` (the Sec. 6.1 model and loss), ``trainer`` (one run through ``rfwp.train.execute``),
 ``presets`` (what each scale runs), ``sweeps`` (the figures' runs as tidy DataFrames), ``claims`` (C1, C2
-and their decision rules), ``plots`` (the figures and tables).
+and their decision rules), ``diagnostics`` (why a memory fails, measured without training), ``plots`` (the
+figures and tables).
 """
-from rfwp.tasks.associative_retrieval import claims, plots, presets, sweeps
+from rfwp.tasks.associative_retrieval import claims, diagnostics, plots, presets, sweeps
 from rfwp.tasks.associative_retrieval.config import VARIANTS, RetrievalConfig, config_for
 from rfwp.tasks.associative_retrieval.data import evaluation_batch, training_batch
 from rfwp.tasks.associative_retrieval.model import RetrievalModel, retrieval_loss
@@ -44,6 +45,6 @@ from rfwp.tasks.associative_retrieval.presets import SCALES, preset
 from rfwp.tasks.associative_retrieval.sweeps import capacity_sweep, training_curves, update_rule_sweep
 from rfwp.tasks.associative_retrieval.trainer import RetrievalTrainer, run, schedule
 
-__all__ = ["claims", "plots", "presets", "sweeps", "VARIANTS", "RetrievalConfig", "config_for", "evaluation_batch",
-           "training_batch", "RetrievalModel", "retrieval_loss", "SCALES", "preset", "capacity_sweep",
-           "training_curves", "update_rule_sweep", "RetrievalTrainer", "run", "schedule"]
+__all__ = ["claims", "diagnostics", "plots", "presets", "sweeps", "VARIANTS", "RetrievalConfig", "config_for",
+           "evaluation_batch", "training_batch", "RetrievalModel", "retrieval_loss", "SCALES", "preset",
+           "capacity_sweep", "training_curves", "update_rule_sweep", "RetrievalTrainer", "run", "schedule"]

@@ -66,7 +66,8 @@ def capacity_limits(capacity: pd.DataFrame, threshold: float = HOLD_THRESHOLD) -
     rows = []
     for variant, runs in mean_loss(capacity).groupby("variant", sort=False):
         held, failed = runs[runs.loss <= threshold], runs[runs.loss > threshold]
-        rows.append({"model": VARIANTS[variant].label, "d_dot": "∞" if variant == "softmax" else int(runs.d_dot.iloc[0]),
+        d_dot = "∞" if variant == "softmax" else int(runs.d_dot.iloc[0])
+        rows.append({"model": VARIANTS[variant].label, "d_dot": d_dot,
                      "sizes": len(runs), "seeds": int(runs.seeds.max()),
                      "largest_S_held": int(held.S.max()) if len(held) else pd.NA,
                      "errors_from": int(failed.S.min()) if len(failed) else pd.NA,

@@ -14,6 +14,10 @@ from rfwp.tasks.associative_retrieval.config import RetrievalConfig
 from rfwp.tasks.associative_retrieval.data import Batch
 
 
+# The sum rule's read W φ(q) / (z·φ(q) + ε): the authors' ε (original-code.md §8).
+READ_EPS = 1e-6
+
+
 class RetrievalModel(nn.Module):
     """The Sec. 6.1 model: write L key-value pairs into a memory, read it with the query."""
 
@@ -76,7 +80,7 @@ class RetrievalModel(nn.Module):
         # (the final state of rfwp.ops.sum_rule, tested equal) without its L intermediate reads.
         W = self._add_rows(phi_k, values)
         z = phi_k.sum(1)
-        return torch.einsum("bvk,bqk->bqv", W, phi_q) / (torch.einsum("bk,bqk->bq", z, phi_q) + 1e-6).unsqueeze(-1)
+        return torch.einsum("bvk,bqk->bqv", W, phi_q) / (torch.einsum("bk,bqk->bq", z, phi_q) + READ_EPS).unsqueeze(-1)
 
     def _delta(self, k, values, beta, q):
         phi_k, phi_q = self._features(k, q)
