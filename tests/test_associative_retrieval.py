@@ -263,3 +263,11 @@ def test_favor_read_is_swamped_by_its_epsilon_once_keys_are_long():
         v_hat = model(batch.keys, batch.values, batch.queries)
     assert v_hat.abs().max() < 1e-6
     assert retrieval_loss(v_hat, batch)[0].item() == pytest.approx(0.5, abs=1e-5)
+
+
+def test_softmax_attention_is_sharper_at_initialisation_the_more_keys():
+    from rfwp.tasks.associative_retrieval.diagnostics import softmax_attention_at_initialisation
+    table = softmax_attention_at_initialisation([20, 320]).set_index("S")
+    assert table.loc[320, "logit_std"] > 10 * table.loc[20, "logit_std"]
+    # with 20 keys and logits of spread 0.2 no key stands out; with 320 keys one takes a large share
+    assert table.loc[20, "median_largest_weight"] < 0.15 < 0.3 < table.loc[320, "median_largest_weight"]

@@ -29,3 +29,22 @@ def favor_read_denominators(sizes, variant: str = "sum_favor64", seed: int = 0) 
                      "median_denominator": float(denominator.median()),
                      "fraction_below_eps": float((denominator < READ_EPS).float().mean())})
     return pd.DataFrame(rows)
+
+
+@torch.no_grad()
+def softmax_attention_at_initialisation(sizes, seed: int = 0) -> pd.DataFrame:
+    """Softmax attention at initialisation, setting 1: the logits q·k/√d_key spread with the 2.2 S-dimensional
+    key embedding, so for large S each query puts nearly all its weight on one key, a random one: the read is a
+    one-hot vector, mostly wrong (loss near 1), and the softmax passes almost no gradient. Per S: the standard
+    deviation of the logits and the median over queries of the largest attention weight."""
+    rows = []
+    for S in sizes:
+        torch.manual_seed(seed)
+        model = RetrievalModel(config_for("softmax", S, "capacity")).eval()
+        batch = evaluation_batch("capacity", S, 20, torch.Generator().manual_seed(seed))
+        k = model._project(model.W_K, batch.keys, batch.values)
+        q = model.W_Q(model.embedding(batch.queries))
+        logits = q @ k.transpose(1, 2) / model.config.d_key ** 0.5
+        rows.append({"S": S, "logit_std": float(logits.std()),
+                     "median_largest_weight": float(torch.softmax(logits, -1).amax(-1).median())})
+    return pd.DataFrame(rows)
