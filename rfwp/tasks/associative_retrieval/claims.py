@@ -72,7 +72,8 @@ def capacity_limits(capacity: pd.DataFrame, threshold: float = HOLD_THRESHOLD) -
                      "largest_S_held": int(held.S.max()) if len(held) else pd.NA,
                      "errors_from": int(failed.S.min()) if len(failed) else pd.NA,
                      "lowest_loss": float(runs.loss.min())})
-    return pd.DataFrame(rows).astype({"largest_S_held": "Int64", "errors_from": "Int64"})
+    return pd.DataFrame(rows).astype({"sizes": "Int64", "seeds": "Int64", "largest_S_held": "Int64",
+                                      "errors_from": "Int64"})
 
 
 def check_update_claim(update: pd.DataFrame, margin: float = UPDATE_MARGIN) -> tuple[bool | None, str]:
