@@ -40,7 +40,8 @@ PAPER = RetrievalScale(capacity={v: tuple(range(20, 601, 20)) for v in FIG2_VARI
 # repeat the sizes that decide C1 (every size up to the first one above d_dot, DPFP-3's 400 included) and
 # softmax up to 240; the largest sizes, far above capacity and the costliest, and FAVOR+ (its random-feature
 # steps cost most; no size of it reaches zero loss in the paper) run once.
-# Setting 2: 3 seeds at S = 20 (Fig. 3), one seed per S for Fig. 5, up to S = 120 for the delta rule and 40
+# Setting 2: 3 seeds at S = 20 (Fig. 3), one seed per S for Fig. 5, up to S = 200 for the sum rule and the delta rule with DPFP-1 and Linear keys,
+# 80 for DPFP-2 and 40
 # for Schlag (2021). At most 2000 steps a run (the paper: 100k).
 CPU = RetrievalScale(capacity={"softmax": (20, 40, 80, 160, 240, 320, 480, 600),
                                "sum_linear": (20, 40, 60, 80, 120, 160, 240, 320),     # d_dot = 64
@@ -55,8 +56,8 @@ CPU = RetrievalScale(capacity={"softmax": (20, 40, 80, 160, 240, 320, 480, 600),
                                        "sum_dpfp2": (40, 80, 120, 160, 200, 240, 280),
                                        "sum_dpfp3": (40, 80, 120, 160, 240, 280, 400)},
                      largest=320, curves=FIG3_VARIANTS, curve_size=20, curve_seeds=(0, 1, 2),
-                     update={"sum_dpfp1": (20, 40, 80, 120), "delta_dpfp1": (20, 40, 80, 120),
-                             "delta_linear": (20, 40, 80, 120), "delta_dpfp2": (20, 40, 80),
+                     update={"sum_dpfp1": (20, 40, 80, 120, 160, 200), "delta_dpfp1": (20, 40, 80, 120, 160, 200),
+                             "delta_linear": (20, 40, 80, 120, 160, 200), "delta_dpfp2": (20, 40, 80),
                              "schlag2021": (20, 40), "schlag2021_dpfp": (20, 40)},
                      update_seeds=(0,), max_steps=2000,
                      softmax_size=320, softmax_learning_rates=(1e-3, 3e-4), softmax_steps=6000)
