@@ -344,8 +344,8 @@ class RecurrentDeltaNetLayer(MultiHeadLayer):
 
     def forward(self, x: Tensor, state=None, reset: Tensor | None = None):
         q, k, v, beta_logit = self.slow_net(x, reset)
-        y, state = ops.recurrent_delta_net(q, k, v, beta_logit.squeeze(-1), self.R_q, self.R_k, self.R_v, self.R_beta,
-                                           state, reset, self.key_map, implementation=self.implementation)
+        y, state = ops.recurrent_delta_net(q, k, v, beta_logit.squeeze(-1), self.R_q, self.R_k, self.R_v,
+                                           self.R_beta, state, reset, self.key_map, implementation=self.implementation)
         return self.project_out(y), state
 
 

@@ -101,8 +101,8 @@ def clean_notebook(path: Path, root: Path = REPO_ROOT) -> None:
     """Make an executed notebook the same bytes on every run of the same inputs: drop the run's timings
     (papermill's start/end times and durations, nbclient's ``execution`` timestamps), drop progress bars
     (widget views and their state, tqdm text bars), give the parameters cell papermill injects a fixed id,
-    and replace the
-    absolute paths of this machine (``root``, the home folder) in sources, outputs and metadata."""
+    and replace the absolute paths of this machine (``root``, the home folder) in sources, outputs and
+    metadata."""
     nb = nbformat.read(path, as_version=nbformat.NO_CONVERT)
     for record in [nb.metadata.get("papermill", {})] + [c.metadata.get("papermill", {}) for c in nb.cells]:
         for key in _TIMINGS:
