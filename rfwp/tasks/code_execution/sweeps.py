@@ -1,0 +1,29 @@
+"""The runs behind Tables 2 and 5, as tidy DataFrames. ``workers`` trains missing runs in that many
+single-threaded processes (``rfwp.analysis.sweep``)."""
+from __future__ import annotations
+
+import pandas as pd
+
+from rfwp import analysis
+from rfwp.tasks.algorithmic import MODELS
+from rfwp.tasks.code_execution.presets import preset
+from rfwp.tasks.code_execution.trainer import run
+
+
+def _grid(scale: str, seeds, semantics: str):
+    """(points, seeds) per number of variables: every model, with the preset's seeds unless ``seeds``."""
+    for variables, preset_seeds in preset(scale).seeds.items():
+        points = [{"model": m, "variables": variables, "scale": scale, "semantics": semantics} for m in MODELS]
+        yield variables, points, seeds or preset_seeds
+
+
+def table2_runs(scale: str, seeds=None, workers: int = 1, semantics: str = "correct") -> pd.DataFrame:
+    """One row per run: model, variables, seed and the metrics of the evaluation selected on validation."""
+    return pd.concat([analysis.sweep(run, points, s, workers=workers, desc=f"code execution, N = {n}")
+                      for n, points, s in _grid(scale, seeds, semantics)], ignore_index=True)
+
+
+def learning_curves(scale: str, seeds=None, workers: int = 1, semantics: str = "correct") -> pd.DataFrame:
+    """One row per evaluation of every run of ``table2_runs``."""
+    return pd.concat([analysis.histories(run, points, s, workers=workers, desc=f"code execution, N = {n}")
+                      for n, points, s in _grid(scale, seeds, semantics)], ignore_index=True)
