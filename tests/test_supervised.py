@@ -164,6 +164,19 @@ def test_shuffled_batches_cover_every_sequence_once_per_epoch():
         ShuffledBatches(inputs, inputs, inputs > 0, batch_size=11, seed=0)
 
 
+def test_shuffled_batches_are_cut_after_their_last_scored_position():
+    lengths = torch.tensor([2, 5, 3, 9, 4, 1])
+    mask = torch.arange(9) < lengths[:, None]                     # sequences padded at the end to the longest
+    inputs = torch.arange(6 * 9).view(6, 9)
+    stream = ShuffledBatches(inputs, inputs, mask, batch_size=2, seed=1)
+    for _ in range(6):
+        batch = stream.next()
+        rows = batch.inputs[:, 0] // 9                            # row i holds 9 i, 9 i + 1, ...
+        length = int(lengths[rows].max())
+        assert batch.inputs.shape == (2, length) and batch.mask.sum() == lengths[rows].sum()
+        assert torch.equal(batch.inputs, inputs[rows, :length])
+
+
 @dataclasses.dataclass
 class CopyConfig:
     task: str = "copy"

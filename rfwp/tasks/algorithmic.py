@@ -24,12 +24,12 @@ from pathlib import Path
 from typing import Protocol
 
 import pandas as pd
-import torch
 from torch import Tensor
 
 from rfwp.models import MODELS as ALL_MODELS, ModelConfig, build_model
 from rfwp.tasks.generated import Vocabulary
-from rfwp.train import OptimiserConfig, Schedule, SequenceTrainer, ShuffledBatches, TokenBatch, execute
+from rfwp.train import (OptimiserConfig, Schedule, SequenceTrainer, ShuffledBatches, TokenBatch, execute,
+                        to_last_scored)
 from rfwp.train.runs import REPO_ROOT
 
 # RFWP Table 2's rows, in its order.
@@ -109,14 +109,9 @@ class AlgorithmicConfig:
 
 
 def batches(split: TokenBatch, size: int) -> list[TokenBatch]:
-    """An evaluation split in batches, each cut to its longest sequence."""
-    out = []
-    for start in range(0, len(split.inputs), size):
-        mask = split.mask[start:start + size]
-        length = int(mask.any(0).nonzero().max()) + 1
-        out.append(TokenBatch(split.inputs[start:start + size, :length], split.targets[start:start + size, :length],
-                              mask[:, :length]))
-    return out
+    """An evaluation split in batches, each cut after its last scored position."""
+    return [to_last_scored(TokenBatch(*(t[start:start + size] for t in split[:3])))
+            for start in range(0, len(split.inputs), size)]
 
 
 def make_trainer(config: AlgorithmicConfig, seed: int) -> SequenceTrainer:

@@ -131,8 +131,9 @@ def paper_statistics(task: str, setting: str) -> pd.DataFrame:
 def beside_paper(ours: dict[str, dict[str, float]], task: str, setting: str) -> pd.DataFrame:
     """Our statistics, a column per split, with the paper's value and its source beside each (empty where
     the paper gives none)."""
-    table = pd.DataFrame(ours).join(paper_statistics(task, setting).rename(columns={"value": "paper"}))
-    return table.map(cell)
+    paper = paper_statistics(task, setting).rename(columns={"value": "paper", "source": "paper_source"})
+    table = pd.DataFrame(ours).join(paper)
+    return table.map(cell).rename_axis("statistic")
 
 
 def cell(value) -> str:

@@ -7,8 +7,8 @@
 from rfwp.train.runs import (DEFAULT_SEEDS, SCALES, RunRecord, Schedule, Trainer, check_scale, config_hash,
                              default_results_dir, execute, record_path)
 from rfwp.train.supervised import (ContiguousSegments, OptimiserConfig, SequenceTrainer, ShuffledBatches,
-                                   TokenBatch, token_loss)
+                                   TokenBatch, to_last_scored, token_loss)
 
 __all__ = ["DEFAULT_SEEDS", "SCALES", "RunRecord", "Schedule", "Trainer", "check_scale", "config_hash",
            "default_results_dir", "execute", "record_path", "ContiguousSegments", "OptimiserConfig",
-           "SequenceTrainer", "ShuffledBatches", "TokenBatch", "token_loss"]
+           "SequenceTrainer", "ShuffledBatches", "TokenBatch", "to_last_scored", "token_loss"]

@@ -34,6 +34,13 @@ class TokenBatch(NamedTuple):
     reset: Tensor | None = None     # (batch, length) bool: the model's state is zeroed before these steps
 
 
+def to_last_scored(batch: TokenBatch) -> TokenBatch:
+    """The batch cut after its last scored position: a causal model's outputs up to there never depend on the
+    padding after it, so this saves its cost (sequences of many lengths are padded to the longest of all)."""
+    length = int(batch.mask.any(0).nonzero().max()) + 1
+    return TokenBatch(*(None if t is None else t[:, :length] for t in batch))
+
+
 class BatchStream(Protocol):
     """The training data: an endless, resumable stream of batches."""
 
@@ -46,8 +53,8 @@ class BatchStream(Protocol):
 
 class ShuffledBatches:
     """Epochs over a fixed set of sequences (inputs, targets, mask tensors with the same first axis), each
-    in a new random order from a generator of the stream's own; the last incomplete batch of an epoch is
-    dropped. Resumes where it stopped."""
+    in a new random order from a generator of the stream's own, each batch cut after its last scored position;
+    the last incomplete batch of an epoch is dropped. Resumes where it stopped."""
 
     def __init__(self, inputs: Tensor, targets: Tensor, mask: Tensor, batch_size: int, seed: int):
         if not len(inputs) == len(targets) == len(mask):
@@ -65,7 +72,7 @@ class ShuffledBatches:
             self.epoch += 1
         rows = self.order[self.position:self.position + self.batch_size]
         self.position += self.batch_size
-        return TokenBatch(self.inputs[rows], self.targets[rows], self.mask[rows])
+        return to_last_scored(TokenBatch(self.inputs[rows], self.targets[rows], self.mask[rows]))
 
     def state_dict(self) -> dict:
         return {"generator": self.generator.get_state(), "order": self.order, "position": self.position,
