@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
+import rfwp.paper
 from rfwp.tasks import algorithmic
 from rfwp.tasks.code_execution import claims as code_claims, trainer as code_execution
 from rfwp.tasks.code_execution.presets import PAPER, PAPER_PARAMETERS
@@ -122,6 +123,14 @@ def test_summary_mean_std_min_max_in_table_order():
     assert (lstm["min"], lstm["max"], lstm.seeds) == (pytest.approx(99.0), pytest.approx(99.2), 2)
 
 
+def test_beside_paper_reads_the_papers_column_and_leaves_other_settings_empty():
+    runs = pd.concat([_runs(PAPER_LIKE, "variables", 3), _runs(PAPER_LIKE, "variables", 4)])
+    table = algorithmic.beside_paper(algorithmic.summary(runs, "variables"), rfwp.paper.table("rfwp", "T2"),
+                                     {3: "code_exec_3vars"}).set_index(["variables", "model"])
+    assert table.loc[(3, "LSTM"), "ours"] == "99.1 ± 0.1" and table.loc[(3, "LSTM"), "paper"] == "99.0 ± 0.1"
+    assert table.loc[(3, "Delta RNN"), "paper"] == "90.8 ± 1.7" and table.loc[(4, "LSTM"), "paper"] == ""
+
+
 def test_c4_rule():
     summary = algorithmic.summary(_runs(PAPER_LIKE, "variables", 3), "variables")
     assert code_claims.check_c4(summary)[0] is True
@@ -148,6 +157,7 @@ def test_c5_rule():
     (lambda: code_execution.config("lstm", 3, "smoke", semantics="buggy"), "semantics"),
     (lambda: code_execution.config("lstm", 3, "huge"), "scale must be one of"),
     (lambda: listops.config("lstm", 0, "smoke"), "depth"),
+    (lambda: listops.run("lstm", 10, "smoke", seed=0), "trains ListOps at depths [2], not 10"),
 ])
 def test_bad_input_is_one_clear_error(make, message):
     with pytest.raises(ValueError) as error:

@@ -3,9 +3,11 @@ the task defines one, a trainer for ``rfwp.train.execute``, the presets of each 
 the rules that decide them.
 
   associative_retrieval  ICML 2021 Sec. 6.1: synthetic key-value retrieval (capacity, update rules)
-  code_execution         RFWP Sec. 4.2: code execution data (correct and the authors' semantics); the
-                         algorithmic tasks' architecture
-  listops                RFWP Sec. 4.3: sequential ListOps data
+  algorithmic            what code execution and ListOps share: Table 2's six models, their optimisers,
+                         the metrics, selection on validation, the tables
+  code_execution         RFWP Sec. 4.2: code execution data (correct and the authors' semantics), the
+                         algorithmic tasks' architecture, Tables 2 and 5, claim C4
+  listops                RFWP Sec. 4.3: sequential ListOps data, Table 2, claim C5
   language_modelling     RFWP Sec. 4.1: the WikiText-103 configurations
   atari                  RFWP Sec. 4.4: the agents' fast weight cores
 """

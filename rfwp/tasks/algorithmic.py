@@ -161,16 +161,17 @@ def summary(runs: pd.DataFrame, setting: str, metric: str = "test_sequence_accur
 
 
 def beside_paper(ours: pd.DataFrame, paper: pd.DataFrame, column: dict) -> pd.DataFrame:
-    """``summary`` rows with the paper's mean and std beside them; ``column`` maps each setting value to the
-    paper table's column (its std in ``<column>_std``)."""
+    """``summary`` rows with the paper's mean and std beside them; ``column`` maps each setting value the paper
+    ran to its table's column (its std in ``<column>_std``); other settings get no paper value."""
     setting = ours.columns[0]
     by_label = paper.set_index("model")
     rows = []
     for _, row in ours.iterrows():
-        name = column[row[setting]]
+        name = column.get(row[setting])
         rows.append({setting: row[setting], "model": row.label, "ours": f"{row['mean']:.1f} ± {row['std']:.1f}",
                      "ours_min": round(row["min"], 1), "ours_max": round(row["max"], 1), "seeds": row.seeds,
-                     "paper": f"{by_label.loc[row.label, name]:.1f} ± {by_label.loc[row.label, name + '_std']:.1f}"})
+                     "paper": "" if name is None else
+                     f"{by_label.loc[row.label, name]:.1f} ± {by_label.loc[row.label, name + '_std']:.1f}"})
     return pd.DataFrame(rows)
 
 

@@ -3,6 +3,7 @@ read once left to right, the value predicted at the last token. The models are c
 (``rfwp.tasks.code_execution.presets``).
 
 Modules: ``data`` (the generator and its command ``python -m rfwp.tasks.listops.data``, statistics beside
-the paper's, loading a written dataset into tensors). It is not imported here, so that running it as a
-command does not import it twice.
+the paper's, loading a written dataset into tensors; not imported here, so that running it as a command does
+not import it twice), ``presets`` (each scale's runs), ``trainer`` (the dataset of a run, its metric, one run),
+``sweeps`` (the runs of Table 2), ``claims`` (C5 and its rule).
 """

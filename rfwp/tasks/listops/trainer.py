@@ -58,5 +58,8 @@ def run(model: str, depth: int, scale: str, seed: int, **execute_kwargs):
     """One run through ``rfwp.train.execute``, named e.g. "listops/depth10/delta_rnn"; ``execute_kwargs``:
     results_dir, cache_dir, progress, train."""
     p = preset(scale)
-    return algorithmic.run(f"listops/depth{depth}/{model}", config(model, depth, scale),
-                           algorithmic.selection_schedule(p.steps, p.eval_every), seed, scale, **execute_kwargs)
+    if depth not in p.steps:
+        raise ValueError(f"scale {scale!r} trains ListOps at depths {sorted(p.steps)}, not {depth}")
+    schedule = algorithmic.selection_schedule(p.steps[depth], p.eval_every)
+    return algorithmic.run(f"listops/depth{depth}/{model}", config(model, depth, scale), schedule, seed, scale,
+                           **execute_kwargs)
