@@ -7,15 +7,19 @@
 
 Every model has forward(x, state=None, reset=None) -> (logits, state): x is token ids (batch, length)
 when the config has ``vocab_size``, float features (batch, length, d_input) when it has ``d_input``;
-``reset`` (batch, length) bool zeroes the state before the steps where it is True.
+``reset`` (batch, length) bool zeroes the state before the steps where it is True. With ``adaptive_cutoffs``
+(the adaptive softmax of the language models) the logits are normalised log-probabilities, so
+F.cross_entropy and log_softmax give the same values as on any other logits.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from .feature_maps import FEATURE_MAPS, NORMALISATIONS
 from .layers import (KEY_MAPS, Block, DeltaDeltaNetLayer, DeltaLSTMLayer, DeltaMLPLayer, DeltaNetLayer,
@@ -36,6 +40,11 @@ class ModelConfig:
     d_input: int | None = None
     n_outputs: int | None = None         # None: vocab_size (language modelling)
     tie_embeddings: bool = False         # output weights = input embedding (needs n_outputs = vocab_size)
+    # Adaptive input (Baevski & Auli 2019) and adaptive softmax (Grave et al. 2017) as in Transformer-XL
+    # (RFWP App. A.1, original-code.md §6): words [0, c_1) are the shortlist, [c_i, c_{i+1}) tail cluster i,
+    # the last ending at vocab_size. Only Transformer-XL's div_val 1 (the paper's): every cluster has d_model
+    # dims and no projection, so the adaptive input is the plain embedding. None: a plain softmax.
+    adaptive_cutoffs: tuple[int, ...] | None = None
     # φ for queries and keys of the fast weight layers (not the RDN: see key_map)
     feature_map: str = "elu"
     nu: int = 1                          # DPFP ν
@@ -63,6 +72,10 @@ class ModelConfig:
             raise ValueError("set either vocab_size (token inputs) or d_input (float features), not both")
         if self.d_head is None and self.d_model % self.n_heads:
             raise ValueError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}; set d_head")
+        if self.adaptive_cutoffs is not None and not _valid_cutoffs(self.adaptive_cutoffs, self.vocab_size):
+            raise ValueError(f"adaptive_cutoffs must be a non-empty tuple of strictly increasing positive integers "
+                             f"below vocab_size={self.vocab_size} (every cluster holds a word); got "
+                             f"{self.adaptive_cutoffs!r}. Use None for a plain softmax")
 
     @property
     def head_size(self) -> int:
@@ -85,6 +98,16 @@ class ModelConfig:
             raise ValueError("the config has no n_outputs; set it, e.g. dataclasses.replace(config, n_outputs=10)")
         if self.tie_embeddings and (self.vocab_size is None or self.outputs != self.vocab_size):
             raise ValueError("tie_embeddings needs token inputs with n_outputs equal to vocab_size")
+        if self.adaptive_cutoffs and (self.vocab_size is None or self.outputs != self.vocab_size):
+            raise ValueError("adaptive_cutoffs needs token inputs with n_outputs equal to vocab_size")
+
+
+def _valid_cutoffs(cutoffs, vocab_size: int | None) -> bool:
+    """0 < c_1 < ... < c_n < vocab_size: the shortlist and every tail cluster hold at least one word."""
+    if not (isinstance(cutoffs, tuple) and cutoffs and all(isinstance(c, int) for c in cutoffs)):
+        return False
+    bounds = (0, *cutoffs, math.inf if vocab_size is None else vocab_size)
+    return all(a < b for a, b in zip(bounds, bounds[1:]))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -108,6 +131,45 @@ class InputLayer(nn.Module):
                              f"{x.dtype} of shape {tuple(x.shape)}. Add the feature axis (x.unsqueeze(-1) if "
                              f"d_input is 1), or build the model with vocab_size for token ids")
         return self.embed(x)
+
+
+class AdaptiveSoftmax(nn.Module):
+    """Adaptive softmax (Grave et al. 2017) with Transformer-XL's div_val 1: every cluster scores its words
+    by the d_model-dim word vectors u_w (``words``, tied to the input embedding in SequenceModel), no projection.
+    The head is a softmax over the shortlist's words and one logit v_i·h + c_i per tail cluster i; a word of the
+    shortlist has log p(w | h) = log head(w), a word of tail cluster i (words [a_i, b_i))
+        log p(w | h) = log head(i) + log softmax_{w' ∈ [a_i, b_i)}(u_{w'}·h + b_{w'})_w.
+    Parameters beyond a plain softmax: the tail clusters' head logits (``clusters``)."""
+
+    def __init__(self, d_model: int, vocab_size: int, cutoffs: tuple[int, ...]):
+        super().__init__()
+        self.shortlist = cutoffs[0]
+        self.register_buffer("cutoffs", torch.tensor(cutoffs), persistent=False)
+        self.tails = tuple(zip(cutoffs, (*cutoffs[1:], vocab_size)))  # [a_i, b_i) of each tail cluster
+        self.words = nn.Linear(d_model, vocab_size)
+        self.clusters = nn.Linear(d_model, len(cutoffs))
+
+    def forward(self, h: Tensor) -> Tensor:
+        """log p(w | h) of every word (..., vocab_size): normalised over the whole vocabulary."""
+        logits = self.words(h)
+        head = torch.cat([logits[..., :self.shortlist], self.clusters(h)], dim=-1).log_softmax(-1)
+        tails = [head[..., self.shortlist + i, None] + logits[..., a:b].log_softmax(-1)
+                 for i, (a, b) in enumerate(self.tails)]
+        return torch.cat([head[..., :self.shortlist], *tails], dim=-1)
+
+    def nll(self, h: Tensor, targets: Tensor) -> Tensor:
+        """−log p(targets | h) (...,), without the (..., vocab_size) log-probabilities: the head at every position,
+        each tail cluster's softmax only where the target is in that cluster (the adaptive softmax's saving)."""
+        shortlist = F.linear(h, self.words.weight[:self.shortlist], self.words.bias[:self.shortlist])
+        head = torch.cat([shortlist, self.clusters(h)], dim=-1).log_softmax(-1)
+        cluster = torch.bucketize(targets, self.cutoffs, right=True)  # 0: shortlist, i ≥ 1: tail cluster i
+        head_index = torch.where(cluster == 0, targets, self.shortlist + cluster - 1)
+        log_p = head.gather(-1, head_index.unsqueeze(-1)).squeeze(-1)
+        for i, (a, b) in enumerate(self.tails, 1):
+            at = (cluster == i).nonzero(as_tuple=True)
+            tail = F.linear(h[at], self.words.weight[a:b], self.words.bias[a:b]).log_softmax(-1)
+            log_p = log_p.index_put(at, tail.gather(-1, (targets[at] - a).unsqueeze(-1)).squeeze(-1), accumulate=True)
+        return -log_p
 
 
 def sinusoidal_encoding(position: Tensor, d_model: int, dtype: torch.dtype) -> Tensor:
@@ -159,8 +221,9 @@ class SequenceState(NamedTuple):
 
 
 class SequenceModel(nn.Module):
-    """Input → optional sinusoidal positions → N pre-LN blocks (layer ``name`` + feed-forward) → LN → Linear.
-    State: SequenceState(layers, position)."""
+    """Input → optional sinusoidal positions → N pre-LN blocks (layer ``name`` + feed-forward) → LN → Linear,
+    or → AdaptiveSoftmax with ``adaptive_cutoffs`` (then forward returns log-probabilities, and ``nll`` scores
+    targets without the (batch, length, vocab) tensor). State: SequenceState(layers, position)."""
 
     def __init__(self, config: ModelConfig, name: str):
         super().__init__()
@@ -170,11 +233,31 @@ class SequenceModel(nn.Module):
         self.drop = nn.Dropout(c.dropout)
         self.blocks = nn.ModuleList(Block(make_layer(name, c), c.d_model, c.d_ff, c.dropout) for _ in range(c.n_layers))
         self.norm = nn.LayerNorm(c.d_model)
-        self.head = nn.Linear(c.d_model, c.outputs)
+        if c.adaptive_cutoffs:
+            self.head = AdaptiveSoftmax(c.d_model, c.vocab_size, c.adaptive_cutoffs)
+            words = self.head.words
+        else:
+            self.head = words = nn.Linear(c.d_model, c.outputs)
         if c.tie_embeddings:
-            self.head.weight = self.input.embed.weight
+            words.weight = self.input.embed.weight  # one Parameter: the output word vectors are the embedding
 
     def forward(self, x: Tensor, state: SequenceState | None = None, reset: Tensor | None = None):
+        h, state = self.features(x, state, reset)
+        return self.head(h), state
+
+    def nll(self, x: Tensor, targets: Tensor, state: SequenceState | None = None, reset: Tensor | None = None):
+        """−log p(targets) (batch, length) and the state; with the adaptive softmax without computing the
+        log-probabilities of every word (what cross-entropy on forward's logits gives, at less cost)."""
+        h, state = self.features(x, state, reset)
+        if targets.shape != h.shape[:2]:
+            raise ValueError(f"targets must have the shape (batch, length) = {tuple(h.shape[:2])} of the inputs; "
+                             f"got {tuple(targets.shape)}")
+        if isinstance(self.head, AdaptiveSoftmax):
+            return self.head.nll(h, targets), state
+        return F.cross_entropy(self.head(h).transpose(1, 2), targets, reduction="none"), state
+
+    def features(self, x: Tensor, state: SequenceState | None = None, reset: Tensor | None = None):
+        """The head's input (batch, length, d_model): the last block's output after the final layer norm."""
         h = self.input(x)
         B, L, d = h.shape
         check_reset(reset, B, L)
@@ -188,7 +271,7 @@ class SequenceModel(nn.Module):
         for block, layer_state in zip(self.blocks, state.layers, strict=True):
             h, layer_state = block(h, layer_state, reset)
             layer_states.append(layer_state)
-        return self.head(self.norm(h)), SequenceState(layer_states, position[:, -1] + 1)
+        return self.norm(h), SequenceState(layer_states, position[:, -1] + 1)
 
 
 class LSTMModel(nn.Module):
@@ -284,11 +367,15 @@ SEQUENCE_MODELS = tuple(name for name in MODELS if name not in ("lstm", "feedfor
 # The versions reported in Table 1 (Table 4 ablates the others), and the Delta MLP's fast depth.
 TABLE1_VERSIONS = {"delta_rnn": "B", "delta_lstm": "D", "delta_mlp": "B"}
 DELTA_MLP_FAST_LAYERS = {"A": 4, "B": 2}
+
+
 def build_model(name: str, config: ModelConfig) -> nn.Module:
     """The model ``name`` (a key of MODELS: RFWP Table 1's rows and the LSTM/feed-forward baselines)."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {tuple(MODELS)}")
     config.check_io()
+    if config.adaptive_cutoffs and name not in SEQUENCE_MODELS:
+        raise ValueError(f"adaptive_cutoffs is implemented for the models of Table 1 {SEQUENCE_MODELS}, not {name!r}")
     if name == "lstm":
         return LSTMModel(config)
     if name == "feedforward":

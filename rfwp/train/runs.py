@@ -9,6 +9,9 @@ record with the same config hash is returned without training; a killed run resu
 checkpoint in ``.cache/rfwp/checkpoints`` (git-ignored) and ends with the same numbers as an uninterrupted
 one, because the checkpoint holds everything the next step depends on: the trainer's state (model,
 optimiser, data generator, data position), the global torch RNG and the loop's own bookkeeping.
+
+Under torchrun (``rfwp.train.distributed``) every process runs the same loop; the main process alone writes the
+checkpoints and the record, and a killed run resumes under as many processes as wrote its checkpoint.
 """
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ import torch
 from tqdm.auto import tqdm
 
 from rfwp.io import atomic_write
+from rfwp.train import distributed
 
 SCALES = ("smoke", "cpu", "paper")
 # Seeds a notebook uses when its ``seeds`` parameter is None.
@@ -48,7 +52,9 @@ _NAME = re.compile(r"[A-Za-z0-9_.=+-]+(/[A-Za-z0-9_.=+-]+)*")
 class Trainer(Protocol):
     """One training run of a task. Everything needed to resume bit-for-bit is in state_dict():
     model, optimiser, RNG states (torch.Generator of the data, the global torch RNG), data position.
-    (``execute`` also saves and restores the global torch RNG itself.)"""
+    (``execute`` also saves and restores the global torch RNG itself.) Under torchrun every process calls each
+    method, so a trainer may communicate between processes in any of them (state_dict gathering what differs
+    per process, for one). A trainer may also have ``final_evaluate() -> dict[str, float]``, see ``execute``."""
 
     def train_step(self, step: int) -> dict[str, float]: ...      # one optimiser step; returns e.g. {"loss": ...}
 
@@ -193,7 +199,14 @@ def execute(name: str, config, make_trainer: Callable[[Any, int], Trainer], sche
 
     An evaluation follows every ``eval_every`` steps and the step that spends the budget; after each evaluation
     the run stops early if the monitored metric reached ``target`` or has not improved for ``patience``
-    evaluations. A progress bar shows the run's name, its latest evaluation and the time left.
+    evaluations. A progress bar shows the run's name, its latest evaluation and the time left. A trainer with a
+    ``final_evaluate()`` method has it called once after the last step (an evaluation too costly for every
+    ``eval_every``); its metrics join ``record.final``, replacing the last evaluation's of the same name.
+
+    Under torchrun every process runs this loop with its own trainer (all built from ``seed``, then each drawing
+    its own random numbers, e.g. dropout masks) and takes the main process's metrics, so that every process
+    stops at the same step. The main process alone writes checkpoints and the record; every process resumes from
+    the same checkpoint, which holds each process's global torch RNG, and returns once the record is written.
     """
     path = record_path(name, seed, scale, results_dir)
     digest = config_hash(config, schedule)
@@ -209,22 +222,35 @@ def execute(name: str, config, make_trainer: Callable[[Any, int], Trainer], sche
 
     torch.manual_seed(seed)
     trainer = make_trainer(config, seed)
+    processes = distributed.world_size()
+    if processes > 1:
+        distributed.setup()   # (as the trainer did with its model's device, if it is a data-parallel one)
+        # A seed per process, drawn from the run's seed: the processes' dropout masks are independent of each other
+        torch.manual_seed(int(torch.randint(2**62, ())) + distributed.rank())
     # The loop's state: everything besides the trainer that the rest of the run depends on.
     loop = {"done": dict.fromkeys(BUDGETS, 0), "rows": [], "interval": [], "best": None, "bad_evals": 0,
             "wall_time": 0.0}
     resumed_from = None
     if checkpoint_path.exists():
-        checkpoint = torch.load(checkpoint_path, weights_only=False)
+        # Under torchrun onto the CPU: the main process may have written it from another GPU than this process's
+        # (load_state_dict moves what it restores where it belongs; the RNG state must be on the CPU anyway).
+        checkpoint = torch.load(checkpoint_path, weights_only=False, map_location="cpu" if processes > 1 else None)
         if checkpoint["config_hash"] == digest:
+            written_by = checkpoint.get("processes", 1)
+            if written_by != processes:
+                raise ValueError(f"{checkpoint_path} was written by {written_by} process(es) and resumes only under "
+                                 f"as many (it holds per-process random states): run it with torchrun "
+                                 f"--nproc_per_node {written_by}, or delete the checkpoint to start again")
             trainer.load_state_dict(checkpoint["trainer"])
-            torch.set_rng_state(checkpoint["torch_rng"])
+            rng = checkpoint["torch_rng"]
+            torch.set_rng_state(rng if processes == 1 else rng[distributed.rank()])
             loop = checkpoint["loop"]
             resumed_from = loop["done"]["steps"]
 
     done = loop["done"]
     unit = next(u for u in BUDGETS if getattr(schedule, u) is not None)   # the progress bar counts this budget
     bar = tqdm(total=getattr(schedule, unit), initial=done[unit], desc=name, unit=unit.rstrip("s"),
-               disable=not progress, leave=False, dynamic_ncols=True)
+               disable=not progress or not distributed.is_main(), leave=False, dynamic_ncols=True)
     started = time.perf_counter() - loop["wall_time"]
     stopped = None
     while stopped is None:
@@ -235,7 +261,8 @@ def execute(name: str, config, make_trainer: Callable[[Any, int], Trainer], sche
         loop["interval"].append(metrics)
         step, spent = done["steps"], schedule.spent(done)
         if step % schedule.eval_every == 0 or spent:
-            metrics = {k: float(v) for k, v in trainer.evaluate().items()}
+            # the main process's evaluation in every process, so that they all stop at the same step
+            metrics = distributed.broadcast({k: float(v) for k, v in trainer.evaluate().items()})
             if schedule.monitor not in metrics:
                 raise KeyError(f"Schedule.monitor is {schedule.monitor!r} but evaluate() returned only "
                                f"{sorted(metrics)}; set Schedule(monitor=...) to one of them")
@@ -260,18 +287,25 @@ def execute(name: str, config, make_trainer: Callable[[Any, int], Trainer], sche
                 stopped = "patience"
         if stopped is None and step % checkpoint_every == 0:
             loop["wall_time"] = time.perf_counter() - started
-            checkpoint = {"config_hash": digest, "trainer": trainer.state_dict(),
-                          "torch_rng": torch.get_rng_state(), "loop": loop}
-            atomic_write(checkpoint_path, lambda tmp: torch.save(checkpoint, tmp))
+            # every process takes part (state_dict and the RNG states may gather from each); the main one writes
+            rng = torch.get_rng_state() if processes == 1 else distributed.gather(torch.get_rng_state())
+            checkpoint = {"config_hash": digest, "trainer": trainer.state_dict(), "torch_rng": rng, "loop": loop,
+                          "processes": processes}
+            if distributed.is_main():
+                atomic_write(checkpoint_path, lambda tmp: torch.save(checkpoint, tmp))
     bar.close()
 
     rows = loop["rows"]
     final = {k: v for k, v in rows[-1].items() if k not in ("step", "tokens", "frames", "wall_time")
              and not k.startswith("train_")}
+    if hasattr(trainer, "final_evaluate"):
+        final.update(distributed.broadcast({k: float(v) for k, v in trainer.final_evaluate().items()}))
     record = RunRecord(
         name=name, config=asdict(config), config_hash=digest, seed=seed, scale=scale, schedule=asdict(schedule),
         history=pd.DataFrame(rows), final=final, best=loop["best"], steps_done=done["steps"], stopped=stopped,
         wall_time=time.perf_counter() - started, resumed_from=resumed_from, versions=_versions(), path=path)
-    atomic_write(path, lambda tmp: tmp.write_text(_dumps(record.to_json())))
-    checkpoint_path.unlink(missing_ok=True)
+    if distributed.is_main():
+        atomic_write(path, lambda tmp: tmp.write_text(_dumps(record.to_json())))
+        checkpoint_path.unlink(missing_ok=True)
+    distributed.barrier()   # a process that asks for this run again finds its record
     return record

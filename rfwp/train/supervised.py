@@ -13,10 +13,17 @@ and the learning-rate schedule (linear warm-up, then constant or cosine decay). 
 model's state flows from one batch to the next, detached between them (truncated backpropagation through
 time), in training and within each evaluation split. Evaluation runs with dropout off on fixed splits and
 reports, per split, the mean token loss and every metric of ``metrics`` as ``<split>_<name>``.
+
+Under torchrun (data-parallel training, ``rfwp.train.distributed``) the model trains in DistributedDataParallel,
+each process on its own columns of the stream (``ContiguousSegments(..., rank=, world_size=)``), and the step
+is the one a single process takes on all columns: the loss is the mean over the scored tokens of every process,
+and ``loss`` and ``tokens`` are reported for them all. Every process evaluates the whole of each split.
+Batches and the carried state go to the model's device.
 """
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Callable, Iterable, NamedTuple, Protocol
 
@@ -25,6 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rfwp.models import detach_state
+from rfwp.train import distributed
 
 
 class TokenBatch(NamedTuple):
@@ -84,17 +92,29 @@ class ShuffledBatches:
 
 
 class ContiguousSegments:
-    """A token stream for language modelling: the stream is cut into ``batch_size`` rows, and batch i holds
-    the i-th consecutive segment of every row, so a model that carries its state across batches reads each
-    row as one text. Targets are the next tokens; after the last segment the stream starts again."""
+    """A token stream for language modelling: the stream is cut into ``batch_size`` rows (the columns of
+    Transformer-XL's layout), and batch i holds the i-th consecutive segment of every row, so a model that carries
+    its state across batches reads each row as one text. Targets are the next tokens; after the last segment
+    the stream starts again.
 
-    def __init__(self, tokens: Tensor, batch_size: int, segment_length: int):
+    With ``world_size`` processes (data-parallel training) process ``rank`` reads the rows [rank·b, (rank+1)·b),
+    b = batch_size / world_size, of the layout that one process with ``batch_size`` reads: together the
+    processes read exactly that process's batches."""
+
+    def __init__(self, tokens: Tensor, batch_size: int, segment_length: int, *, rank: int = 0, world_size: int = 1):
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in [0, world_size), got rank {rank} of world_size {world_size}")
+        if batch_size % world_size:
+            raise ValueError(f"batch_size {batch_size} does not split over {world_size} processes: use a multiple "
+                             f"of {world_size}")
         rows = (len(tokens) - 1) // batch_size
         if rows < segment_length:
             raise ValueError(f"{len(tokens)} tokens make rows of {rows} for batch_size {batch_size}, shorter "
                              f"than one segment of {segment_length}; use a smaller batch or segment")
-        self.inputs = tokens[:rows * batch_size].view(batch_size, rows)
-        self.targets = tokens[1:rows * batch_size + 1].view(batch_size, rows)
+        share = batch_size // world_size
+        mine = slice(rank * share, (rank + 1) * share)
+        self.inputs = tokens[:rows * batch_size].view(batch_size, rows)[mine]
+        self.targets = tokens[1:rows * batch_size + 1].view(batch_size, rows)[mine]
         self.segment_length, self.position = segment_length, 0
 
     def __len__(self) -> int:
@@ -170,8 +190,22 @@ def token_loss(logits: Tensor, batch: TokenBatch) -> tuple[Tensor, Tensor]:
     return losses[mask].sum(), mask.sum()
 
 
+def _to(value, device: torch.device):
+    """``value`` (a batch, a carried state: tensors in tuples, named tuples and lists) with its tensors on
+    ``device`` (no copy where they are there already)."""
+    if isinstance(value, Tensor):
+        return value.to(device)
+    if isinstance(value, tuple) and hasattr(value, "_fields"):
+        return type(value)(*(_to(v, device) for v in value))
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to(v, device) for v in value)
+    return value
+
+
 class SequenceTrainer:
-    """The ``rfwp.train.Trainer`` of every token task: see the module's docstring."""
+    """The ``rfwp.train.Trainer`` of every token task: see the module's docstring. ``model`` stays the model
+    itself (evaluation, ``state_dict`` and a task's own code use it); ``replica`` is what training calls: the
+    model in DistributedDataParallel under torchrun, else the model."""
 
     def __init__(self, model: nn.Module, optimiser: OptimiserConfig, train: BatchStream,
                  evaluation: dict[str, Iterable[TokenBatch]], metrics: Metrics | None = None,
@@ -181,24 +215,34 @@ class SequenceTrainer:
         self.optimiser = torch.optim.Adam(model.parameters(), lr=optimiser.lr, betas=optimiser.betas,
                                           eps=optimiser.eps)
         self.schedule = torch.optim.lr_scheduler.LambdaLR(self.optimiser, optimiser.factor)
-        self.state = None   # carried across training batches (truncated BPTT)
+        self.state = None   # carried across training batches (truncated BPTT); each process carries its own
+        self.device = next(model.parameters()).device
+        self.replica = distributed.wrap(model)
 
-    def _forward(self, batch: TokenBatch, state):
-        logits, state = self.model(batch.inputs, state, batch.reset)
+    def _forward(self, model: nn.Module, batch: TokenBatch, state):
+        logits, state = model(batch.inputs, state, batch.reset)
         return logits, (detach_state(state) if self.carry_state else None)
 
     def train_step(self, step: int) -> dict[str, float]:
-        self.model.train()
-        batches = [self.train.next() for _ in range(self.config.accumulate)]
-        total = sum(int(b.mask.sum()) for b in batches)
+        self.replica.train()
+        batches = [_to(self.train.next(), self.device) for _ in range(self.config.accumulate)]
+        total = int(distributed.all_sum(sum(int(b.mask.sum()) for b in batches)))
+        # The step's loss is the mean over the N scored tokens of its batches in all W processes,
+        # L = Σ_r S_r / N with S_r the loss summed over the tokens of process r. DDP averages the processes'
+        # gradients, so process r backpropagates W·S_r / N: (1/W) Σ_r ∇(W·S_r / N) = ∇L. Its accumulated batches
+        # add their parts of S_r in .grad. (One process: W = 1, the mean over its own tokens.)
+        processes = distributed.world_size()
         self.optimiser.zero_grad(set_to_none=True)
         loss_sum = 0.0
-        for batch in batches:
-            logits, self.state = self._forward(batch, self.state)
-            loss, _ = token_loss(logits, batch)
-            (loss / total).backward()   # the mean over all scored tokens of the step, batch by batch
+        for i, batch in enumerate(batches):
+            # DDP averages over the processes in the last batch's backward pass; the ones before only add to .grad
+            syncs = i == len(batches) - 1 or self.replica is self.model
+            with nullcontext() if syncs else self.replica.no_sync():
+                logits, self.state = self._forward(self.replica, batch, self.state)
+                loss, _ = token_loss(logits, batch)
+                (loss * processes / total).backward()
             loss_sum += loss.item()
-        metrics = {"loss": loss_sum / total, "lr": self.optimiser.param_groups[0]["lr"]}
+        metrics = {"loss": distributed.all_sum(loss_sum) / total, "lr": self.optimiser.param_groups[0]["lr"]}
         if self.config.clip is not None:
             norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip)
             metrics["grad_norm"] = norm.item()
@@ -214,7 +258,8 @@ class SequenceTrainer:
             sums: dict[str, list[float]] = {"loss": [0.0, 0.0]}
             state = None
             for batch in batches:
-                logits, state = self._forward(batch, state)
+                batch = _to(batch, self.device)
+                logits, state = self._forward(self.model, batch, state)
                 loss, count = token_loss(logits, batch)
                 sums["loss"][0] += loss.item()
                 sums["loss"][1] += count.item()
@@ -227,12 +272,30 @@ class SequenceTrainer:
         return out
 
     def state_dict(self) -> dict:
-        return {"model": self.model.state_dict(), "optimiser": self.optimiser.state_dict(),
-                "schedule": self.schedule.state_dict(), "train": self.train.state_dict(), "state": self.state}
+        """Everything a resumed run needs. The model's weights are the model's own (no DDP "module." prefix), so
+        they load in any number of processes. Under torchrun every process must call this: the state carried
+        (``carry_state``) differs per process and is gathered as ``states``, in rank order; the rest is the same
+        in every process (the stream's position included: each reads the same positions of its own columns)."""
+        out = {"model": self.model.state_dict(), "optimiser": self.optimiser.state_dict(),
+               "schedule": self.schedule.state_dict(), "train": self.train.state_dict()}
+        if self.carry_state and distributed.world_size() > 1:
+            out["states"] = distributed.gather(_to(self.state, torch.device("cpu")))
+        else:
+            out["state"] = self.state
+        return out
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore ``state_dict()``'s output; a carried state restores only under as many processes as wrote it."""
         self.model.load_state_dict(state["model"])
         self.optimiser.load_state_dict(state["optimiser"])
         self.schedule.load_state_dict(state["schedule"])
         self.train.load_state_dict(state["train"])
-        self.state = state["state"]
+        states = state["states"] if "states" in state else [state["state"]]
+        if all(s is None for s in states):
+            self.state = None
+            return
+        if len(states) != distributed.world_size():
+            raise ValueError(f"the state carried across batches was saved by {len(states)} process(es), one per "
+                             f"share of the columns; it restores only under {len(states)}, not "
+                             f"{distributed.world_size()}")
+        self.state = _to(states[distributed.rank()], self.device)
