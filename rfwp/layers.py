@@ -15,6 +15,7 @@ between them defaults to the authors' choice (original-code.md §3).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -352,6 +353,27 @@ class RecurrentDeltaNetLayer(MultiHeadLayer):
 # ----------------------------------------------------------------------------------------------
 # Softmax attention (the Transformer baseline)
 
+def sinusoidal_encoding(position: Tensor, d_model: int, dtype: torch.dtype) -> Tensor:
+    """Vaswani et al. (2017) Sec. 3.5: PE(p, 2i) = sin(p / 10000^{2i/d}), PE(p, 2i+1) = cos(p / 10000^{2i/d})."""
+    i = torch.arange(0, d_model, 2, device=position.device, dtype=dtype)
+    angle = position.unsqueeze(-1).to(dtype) / 10000 ** (i / d_model)
+    return torch.stack([angle.sin(), angle.cos()], dim=-1).flatten(-2)[..., :d_model]
+
+
+
+def segment_mask(cached_valid: Tensor, reset: Tensor | None, length: int) -> tuple[Tensor, Tensor]:
+    """Which keys each query of a causal attention may see, over M cached steps and the ``length`` new ones:
+    (B, length, M + length) bool, True where key j is at or before query i and in i's segment (a reset starts a
+    new segment; the cached steps invalid in ``cached_valid`` (B, M) are in none); and (B, M + length), the keys
+    still valid after the last step (those of each row's last segment)."""
+    B, M = cached_valid.shape
+    device = cached_valid.device
+    segment = torch.zeros(B, length, dtype=torch.long, device=device) if reset is None else reset.cumsum(1)
+    key_segment = torch.cat([torch.where(cached_valid, 0, -1), segment], dim=1)
+    causal = torch.arange(M + length, device=device) <= torch.arange(M, M + length, device=device)[:, None]
+    return causal & (key_segment[:, None, :] == segment[:, :, None]), key_segment == segment[:, -1:]
+
+
 class AttentionCache(NamedTuple):
     k: Tensor      # (B, H, M, d_head) keys of the last M steps
     v: Tensor      # (B, H, M, d_head) their values
@@ -380,21 +402,17 @@ class SoftmaxAttention(MultiHeadLayer):
             if state is None:
                 state = AttentionCache(k[:, :, :0], v[:, :, :0], torch.ones(B, 0, dtype=torch.bool, device=x.device))
             keys, values = torch.cat([state.k, k], dim=2), torch.cat([state.v, v], dim=2)
-            # segment of each step: queries may only see keys of their own segment (cached
-            # steps before a reset get −1, which no query has)
-            segment = torch.zeros(B, L, dtype=torch.long, device=x.device) if reset is None else reset.cumsum(1)
-            key_segment = torch.cat([torch.where(state.valid, 0, -1), segment], dim=1)
-            M = state.k.shape[2]
-            i = torch.arange(M, M + L, device=x.device)[:, None]   # query positions among the keys
-            j = torch.arange(M + L, device=x.device)
-            visible = j <= i if self.memory is None else (j <= i) & (i - j <= self.memory)
-            mask = visible & (key_segment[:, None, :] == segment[:, :, None])
+            mask, valid = segment_mask(state.valid, reset, L)
+            if self.memory is not None:
+                M = state.k.shape[2]
+                i = torch.arange(M, M + L, device=x.device)[:, None]   # query positions among the keys
+                mask = mask & (i - torch.arange(M + L, device=x.device) <= self.memory)
             # keys and values no query sees are overwritten: an inf or NaN in a forgotten cache would
             # otherwise reach every output through its zero attention weight (0 · inf)
             seen = mask.any(1)[:, None, :, None]
             keys, values = torch.where(seen, keys, 0.0), torch.where(seen, values, 0.0)
             y = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask[:, None])
-            cache = AttentionCache(keys, values, key_segment == segment[:, -1:])
+            cache = AttentionCache(keys, values, valid)
         return self.project_out(y), self._trim(cache)
 
     def _trim(self, cache: AttentionCache) -> AttentionCache:
@@ -406,6 +424,67 @@ class SoftmaxAttention(MultiHeadLayer):
         valid = cache.valid[:, first:]
         k, v = (torch.where(valid[:, None, :, None], t[:, :, first:], 0.0) for t in cache[:2])
         return AttentionCache(k, v, valid)
+
+
+class TransformerXLMemory(NamedTuple):
+    h: Tensor      # (B, M, d_model) the layer's inputs at the last M steps
+    valid: Tensor  # (B, M) bool: False for steps before the last reset of that row
+
+
+class RelativeAttention(MultiHeadLayer):
+    """Transformer-XL's attention (Dai et al., 2019, Secs. 3.2-3.3), the baseline of ICML Table 4. Its state is
+    a memory of the layer's inputs at the last ``memory`` steps: a call's queries attend to the memory and, causally,
+    to the call's own steps, with keys and values computed from both by the current weights (the trainer detaches
+    the memory between segments: Transformer-XL's stop-gradient). Scores are relative (Dai et al. Sec. 3.3),
+
+        A_ij = q_i·k_j + q_i·W_R r_{i−j} + u·k_j + v·W_R r_{i−j},
+
+    r the sinusoidal encoding of the distance i − j, u and v learned per head, all scaled by 1/√d_head. With
+    ``memory`` None every past step is kept and a sequence processed in pieces gives the outputs of the whole;
+    with a finite memory the span depends on where the sequence is cut, as in Transformer-XL, segment by segment.
+    A reset hides all earlier steps from the queries at and after it."""
+
+    def __init__(self, d_model: int, n_heads: int, d_head: int, dropout: float = 0.0, memory: int | None = None):
+        super().__init__(d_model, n_heads, d_head, (d_head, d_head, d_head), dropout)
+        if memory is not None and memory < 1:
+            raise ValueError(f"memory must be a positive number of past steps or None (unlimited), got {memory}")
+        self.memory = memory
+        self.relative = nn.Linear(d_model, n_heads * d_head, bias=False)   # W_R
+        self.content_bias = nn.Parameter(torch.zeros(n_heads, 1, d_head))  # u
+        self.position_bias = nn.Parameter(torch.zeros(n_heads, 1, d_head))  # v
+
+    def forward(self, x: Tensor, state: TransformerXLMemory | None = None, reset: Tensor | None = None):
+        if x.dim() != 3 or x.shape[-1] != self.d_model:
+            raise ValueError(f"RelativeAttention takes x of shape (batch, length, d_model={self.d_model}), "
+                             f"got {tuple(x.shape)}")
+        B, L, _ = x.shape
+        check_reset(reset, B, L)
+        if state is None:
+            state = TransformerXLMemory(x[:, :0], torch.ones(B, 0, dtype=torch.bool, device=x.device))
+        M, K = state.h.shape[1], state.h.shape[1] + L
+        mask, valid = segment_mask(state.valid, reset, L)
+        # steps no query sees are zeroed: an inf or NaN in a forgotten memory would otherwise reach every output
+        # through its zero attention weight (0 · inf)
+        h = torch.where(mask.any(1)[..., None], torch.cat([state.h, x], dim=1), 0.0)
+        q, k, v = self.slow_net(h, None)
+        q = q[:, :, M:]
+        # W_R r for the distances 0 … K − 1; query i (step M + i among the keys) takes distance M + i − j to key j
+        r = self.relative(sinusoidal_encoding(torch.arange(K, device=x.device), self.d_model, x.dtype))
+        r = r.view(K, self.n_heads, self.d_head).transpose(0, 1)
+        distance = (torch.arange(M, K, device=x.device)[:, None] - torch.arange(K, device=x.device)).clamp(min=0)
+        position = ((q + self.position_bias) @ r.transpose(-1, -2)).gather(-1, distance.expand(B, self.n_heads, L, K))
+        scores = (position / math.sqrt(self.d_head)).masked_fill(~mask[:, None], -math.inf)
+        y = F.scaled_dot_product_attention(q + self.content_bias, k, v, attn_mask=scores)
+        return self.project_out(y), self._remember(h, valid)
+
+    def _remember(self, h: Tensor, valid: Tensor) -> TransformerXLMemory:
+        """The last ``memory`` steps, minus leading steps no row can see any more, zeroed where a row cannot see
+        them, so that the memory does not depend on how the sequence was cut."""
+        if self.memory is not None:
+            h, valid = h[:, -self.memory:], valid[:, -self.memory:]
+        first = int(valid.any(0).int().argmax())
+        valid = valid[:, first:]
+        return TransformerXLMemory(torch.where(valid[..., None], h[:, first:], 0.0), valid)
 
 
 # ----------------------------------------------------------------------------------------------

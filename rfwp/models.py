@@ -24,7 +24,7 @@ from torch.nn import functional as F
 from .feature_maps import FEATURE_MAPS, NORMALISATIONS
 from .layers import (KEY_MAPS, Block, DeltaDeltaNetLayer, DeltaLSTMLayer, DeltaMLPLayer, DeltaNetLayer,
                      DeltaRNNLayer, FeatureMapConfig, FeedForward, LinearTransformerLayer, RecurrentDeltaNetLayer,
-                     SoftmaxAttention, check_reset)
+                     RelativeAttention, SoftmaxAttention, check_reset, sinusoidal_encoding)
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ class ModelConfig:
     recurrent_key_map: str = "softmax"   # keys of the Delta RNN/LSTM recurrent fast weights
     key_map: str = "softmax"             # RDN's φ (Eqs. 15-18)
     positional_encoding: bool | None = None  # sinusoidal, in SequenceModel; None: Transformer only (RFWP App. B.1)
-    memory: int | None = None            # softmax attention span in past steps; None: unlimited
+    memory: int | None = None            # past steps a Transformer's query sees, a Transformer-XL's memory; None: all
     lstm_hidden: int = 256               # the LSTM baseline (Tables 2-3: one layer of 256)
     lstm_layers: int = 1
     lstm_embedding: int | None = None    # LSTM input size; None: d_model
@@ -172,13 +172,6 @@ class AdaptiveSoftmax(nn.Module):
         return -log_p
 
 
-def sinusoidal_encoding(position: Tensor, d_model: int, dtype: torch.dtype) -> Tensor:
-    """Vaswani et al. (2017) Sec. 3.5: PE(p, 2i) = sin(p / 10000^{2i/d}), PE(p, 2i+1) = cos(p / 10000^{2i/d})."""
-    i = torch.arange(0, d_model, 2, device=position.device, dtype=dtype)
-    angle = position.unsqueeze(-1).to(dtype) / 10000 ** (i / d_model)
-    return torch.stack([angle.sin(), angle.cos()], dim=-1).flatten(-2)[..., :d_model]
-
-
 def segment_positions(start: Tensor, reset: Tensor | None, length: int) -> Tensor:
     """Position of each step within its segment (batch, length): start + t, or t − (last reset ≤ t)."""
     t = torch.arange(length, device=start.device)
@@ -193,6 +186,8 @@ def make_layer(name: str, c: ModelConfig) -> nn.Module:
     heads = dict(d_model=c.d_model, n_heads=c.n_heads, d_head=c.head_size, dropout=c.dropout)
     if name == "transformer":
         return SoftmaxAttention(**heads, memory=c.memory)
+    if name == "transformer_xl":
+        return RelativeAttention(**heads, memory=c.memory)
     heads.update(output_scale=c.output_scale, implementation=c.implementation)
     if name == "recurrent_delta_net":
         return RecurrentDeltaNetLayer(**heads, key_map=c.key_map)
@@ -359,10 +354,12 @@ MODELS = {
                             "Feedforward/Delta fast LSTM", 47.3),
     "recurrent_delta_net": ModelInfo("RDN", "Recurrent", "delta", "Linear",
                                      "Recurrent/Delta fast Linear Net", 44.1),
+    "transformer_xl": ModelInfo("Transformer-XL", "-", "-", "-", "-", None),   # ICML Table 4's baseline
     "lstm": ModelInfo("LSTM", "-", "-", "-", "-", None),
     "feedforward": ModelInfo("Feedforward", "-", "-", "-", "-", None),
 }
 SEQUENCE_MODELS = tuple(name for name in MODELS if name not in ("lstm", "feedforward"))
+TABLE1_MODELS = tuple(name for name, info in MODELS.items() if info.table1_params is not None)
 
 # The versions reported in Table 1 (Table 4 ablates the others), and the Delta MLP's fast depth.
 TABLE1_VERSIONS = {"delta_rnn": "B", "delta_lstm": "D", "delta_mlp": "B"}
@@ -375,7 +372,7 @@ def build_model(name: str, config: ModelConfig) -> nn.Module:
         raise ValueError(f"unknown model {name!r}; choose one of {tuple(MODELS)}")
     config.check_io()
     if config.adaptive_cutoffs and name not in SEQUENCE_MODELS:
-        raise ValueError(f"adaptive_cutoffs is implemented for the models of Table 1 {SEQUENCE_MODELS}, not {name!r}")
+        raise ValueError(f"adaptive_cutoffs is implemented for the sequence models {SEQUENCE_MODELS}, not {name!r}")
     if name == "lstm":
         return LSTMModel(config)
     if name == "feedforward":

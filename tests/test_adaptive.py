@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from rfwp import MODELS, ModelConfig, build_model
-from rfwp.models import SEQUENCE_MODELS, AdaptiveSoftmax
+from rfwp.models import TABLE1_MODELS, AdaptiveSoftmax
 from rfwp.tasks.language_modelling.presets import WIKITEXT103_CUTOFFS, lm_small_config
 
 VOCAB = 50
@@ -133,7 +133,7 @@ def test_bad_cutoffs(cutoffs):
 def test_adaptive_softmax_needs_the_vocabulary_as_outputs():
     with pytest.raises(ValueError, match="adaptive_cutoffs needs token inputs with n_outputs equal to vocab_size"):
         build_model("delta_net", replace(TINY, tie_embeddings=False, n_outputs=VOCAB + 1))
-    with pytest.raises(ValueError, match="adaptive_cutoffs is implemented for the models of Table 1"):
+    with pytest.raises(ValueError, match="adaptive_cutoffs is implemented for the sequence models"):
         build_model("lstm", TINY)
 
 
@@ -167,7 +167,7 @@ TABLE4 = [("delta_rnn", "A", 44.6), ("delta_lstm", "A", 47.3), ("delta_lstm", "B
           ("delta_mlp", "A", 44.3)]
 
 
-@pytest.mark.parametrize("name, version, paper", [(name, None, MODELS[name].table1_params) for name in SEQUENCE_MODELS]
+@pytest.mark.parametrize("name, version, paper", [(name, None, MODELS[name].table1_params) for name in TABLE1_MODELS]
                          + TABLE4)
 def test_wikitext103_parameter_counts_match_tables_1_and_4(name, version, paper):
     """RFWP Table 1 "#Prms" (millions) and Table 4's versions, with the adaptive input/softmax at WikiText-103's

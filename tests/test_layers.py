@@ -7,7 +7,8 @@ import torch
 from oracle import assert_same_state, map_state, poisoned, state_tensors
 from rfwp.layers import (Block, DeltaDeltaNetLayer, DeltaLSTMLayer, DeltaMLPLayer, DeltaNetLayer,
                          DeltaRNNLayer, FeatureMapConfig, LinearTransformerLayer, RecurrentDeltaNetLayer,
-                         SoftmaxAttention, normalised_delta_rule, normalised_sum_rule)
+                         RelativeAttention, SoftmaxAttention, normalised_delta_rule, normalised_sum_rule,
+                         sinusoidal_encoding)
 
 D_MODEL, HEADS, D_HEAD = 12, 2, 4
 REF = dict(implementation="reference")
@@ -26,6 +27,9 @@ LAYERS = {
     "recurrent_delta_net": lambda: RecurrentDeltaNetLayer(D_MODEL, HEADS, D_HEAD, **REF),
     "softmax_attention": lambda: SoftmaxAttention(D_MODEL, HEADS, D_HEAD),
     "softmax_attention_memory": lambda: SoftmaxAttention(D_MODEL, HEADS, D_HEAD, memory=3),
+    "relative_attention": lambda: RelativeAttention(D_MODEL, HEADS, D_HEAD),
+    # a memory at least as long as the first piece of every cut below: the split sees what the whole sees
+    "relative_attention_memory": lambda: RelativeAttention(D_MODEL, HEADS, D_HEAD, memory=7),
 }
 
 
@@ -88,6 +92,46 @@ def test_attention_normalisation_equals_loop_of_icml_equations(rule, with_reset)
     grads_ref = torch.autograd.grad((expected, W_ref, z_ref), leaves, cot)
     for a, b in zip(grads, grads_ref):
         torch.testing.assert_close(a, b)
+
+
+# ---------------------------------------------------------------- Transformer-XL
+
+def loop_relative_attention(layer: RelativeAttention, x, pieces: list[int]):
+    """Dai et al. (2019) Sec. 3.3 one query at a time: query t of a piece attends to the ``layer.memory`` steps
+    before the piece and to the piece's steps up to t, with A_tj = (q_t + u)·k_j + (q_t + v)·W_R r_{t−j}."""
+    H, d = layer.n_heads, layer.d_head
+    qkv = layer.slow(x).view(*x.shape[:2], H, 3, d)
+    q, k, v = qkv.unbind(3)                                       # (B, L, H, d)
+    r = layer.relative(sinusoidal_encoding(torch.arange(x.shape[1]), D_MODEL, x.dtype)).view(-1, H, d)
+    u, w = layer.content_bias[:, 0], layer.position_bias[:, 0]    # (H, d)
+    out, start = [], 0
+    for length in pieces:
+        for t in range(start, start + length):
+            first = 0 if layer.memory is None else max(0, start - layer.memory)
+            j = torch.arange(first, t + 1)
+            scores = ((q[:, t, None] + u) * k[:, j]).sum(-1) + ((q[:, t, None] + w) * r[t - j]).sum(-1)
+            weights = torch.softmax(scores / d ** 0.5, dim=1)     # (B, keys, H)
+            out.append((weights[..., None] * v[:, j]).sum(1).flatten(1))
+        start += length
+    return layer.out(torch.stack(out, dim=1))
+
+
+@pytest.mark.parametrize("memory, pieces", [(None, [11]), (None, [4, 7]), (3, [4, 2, 5]), (5, [1] * 11)])
+def test_relative_attention_equals_transformer_xl_by_its_definition(memory, pieces):
+    """Segment by segment, each starting from the last one's memory, as Transformer-XL reads a text."""
+    torch.manual_seed(0)
+    layer = RelativeAttention(D_MODEL, HEADS, D_HEAD, memory=memory).double().eval()
+    with torch.no_grad():   # u and v are zero at initialisation: give them values the test can see
+        layer.content_bias.normal_()
+        layer.position_bias.normal_()
+    x, _ = inputs()
+    outs, state, start = [], None, 0
+    for length in pieces:
+        y, state = layer(x[:, start:start + length], state)
+        outs.append(y)
+        start += length
+    torch.testing.assert_close(torch.cat(outs, dim=1), loop_relative_attention(layer, x, pieces))
+    assert state.h.shape[1] == (11 if memory is None else memory)
 
 
 # ---------------------------------------------------------------- the state contract of every layer

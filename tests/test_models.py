@@ -169,7 +169,7 @@ def test_tied_embeddings_share_one_matrix():
 
 def test_registry_names_and_full_names():
     assert tuple(MODELS) == ("transformer", "linear_transformer", "delta_net", "delta_mlp", "delta_delta_net",
-                             "delta_rnn", "delta_lstm", "recurrent_delta_net", "lstm", "feedforward")
+                             "delta_rnn", "delta_lstm", "recurrent_delta_net", "transformer_xl", "lstm", "feedforward")
     # the three full names RFWP Appendix D spells out
     assert MODELS["delta_rnn"].full_name == "Feedforward/Delta fast RNN"
     assert MODELS["recurrent_delta_net"].full_name == "Recurrent/Delta fast Linear Net"
