@@ -60,6 +60,10 @@ class ModelConfig:
     lstm_layers: int = 1
     lstm_embedding: int | None = None    # LSTM input size; None: d_model
     implementation: str | None = None    # rfwp.ops path: None (fastest available), "reference", ...
+    # Transformer-XL's initialisation, the authors' LM code's (original-code.md §6): Linear and embedding weights
+    # N(0, init_std²), LayerNorm weights N(1, init_std²), biases 0, and the input embedding × √d_model (so that
+    # a tied output layer starts near the uniform distribution). None: PyTorch's defaults, no scaling.
+    init_std: float | None = None
 
     def __post_init__(self):
         for field, value, choices in (("feature_map", self.feature_map, FEATURE_MAPS),
@@ -235,6 +239,16 @@ class SequenceModel(nn.Module):
             self.head = words = nn.Linear(c.d_model, c.outputs)
         if c.tie_embeddings:
             words.weight = self.input.embed.weight  # one Parameter: the output word vectors are the embedding
+        self.embedding_scale = 1.0
+        if c.init_std is not None:
+            self.embedding_scale = math.sqrt(c.d_model)
+            for module in self.modules():
+                if isinstance(module, (nn.Linear, nn.Embedding)):
+                    nn.init.normal_(module.weight, 0.0, c.init_std)
+                if isinstance(module, nn.LayerNorm):
+                    nn.init.normal_(module.weight, 1.0, c.init_std)
+                if isinstance(module, (nn.Linear, nn.LayerNorm)) and module.bias is not None:
+                    nn.init.zeros_(module.bias)
 
     def forward(self, x: Tensor, state: SequenceState | None = None, reset: Tensor | None = None):
         h, state = self.features(x, state, reset)
@@ -253,7 +267,7 @@ class SequenceModel(nn.Module):
 
     def features(self, x: Tensor, state: SequenceState | None = None, reset: Tensor | None = None):
         """The head's input (batch, length, d_model): the last block's output after the final layer norm."""
-        h = self.input(x)
+        h = self.input(x) * self.embedding_scale
         B, L, d = h.shape
         check_reset(reset, B, L)
         if state is None:

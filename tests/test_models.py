@@ -241,3 +241,22 @@ def test_attention_normalisation_only_where_defined():
     build("delta_net", replace(TINY, normalisation="attention"))
     with pytest.raises(ValueError, match="normalisation='attention'"):
         build("delta_rnn", replace(TINY, normalisation="attention"))
+
+
+def test_transformer_xl_initialisation():
+    """init_std: weights N(0, σ²), LayerNorm weights N(1, σ²), biases 0, the embedding read × √d_model; a tied
+    output layer then starts close to the uniform distribution over the vocabulary."""
+    config = replace(TINY, d_model=64, n_heads=4, vocab_size=1000, tie_embeddings=True, init_std=0.02)
+    model = build("delta_net", config)
+    weights = torch.cat([m.weight.flatten() for m in model.modules() if isinstance(m, torch.nn.Linear)])
+    assert abs(weights.std().item() - 0.02) < 0.002
+    norms = torch.cat([m.weight for m in model.modules() if isinstance(m, torch.nn.LayerNorm)])
+    assert abs(norms.mean().item() - 1) < 0.01 and 0.01 < norms.std().item() < 0.03
+    assert all((m.bias == 0).all() for m in model.modules() if isinstance(m, torch.nn.LayerNorm))
+    x = torch.randint(0, 1000, (2, 9))
+    torch.testing.assert_close(model.features(x)[0], build("delta_net", config).features(x)[0])
+    targets = torch.randint(0, 1000, (2, 9), generator=torch.Generator().manual_seed(1))
+    loss = lambda m: torch.nn.functional.cross_entropy(m.eval()(x)[0].flatten(0, 1), targets.flatten())  # noqa: E731
+    uniform = torch.log(torch.tensor(1000.0, dtype=torch.float64))
+    assert abs(loss(model) - uniform) < 0.1
+    assert loss(build("delta_net", replace(config, init_std=None))) > uniform + 1

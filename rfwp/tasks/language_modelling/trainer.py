@@ -1,9 +1,7 @@
-"""Language modelling runs (RFWP Sec. 4.1 and App. A.1): a model trained on a corpus' token stream in segments,
-with context truncation or with the full context, and evaluated as the paper does.
+"""Language modelling runs (RFWP Sec. 4.1 and App. A.1; ICML Sec. 6.3): a model trained on a corpus' token stream
+in segments, with context truncation or with the full context, and evaluated as the paper does.
 
-    config = LanguageModellingConfig("shakespeare", "delta_rnn", model_config, optimiser, batch_size=32,
-                                     full_context=True)
-    record = execute(name, config, partial(make_trainer, data_dir=None), schedule, seed=0, scale="cpu")
+    record = run("delta_rnn", "cpu", seed=0, full_context=True)
     record.final["test_perplexity"]     # of the trained model, by sliding window or with the full context
 
 Training (App. A.1): the training stream is cut into ``batch_size`` columns read in segments of
@@ -12,19 +10,26 @@ context each starts from the state the previous segment of its column ended in, 
 backpropagation through time), for every layer and every kind of state. During training the validation
 stream is read the same way in ``eval_batch_size`` columns, a cheap loss for the learning curves. After the
 last step the trained model is evaluated once on valid and test with batch 1: a sliding window of
-``segment_length`` tokens (truncated models) or the state carried through the whole split (full context).
+``segment_length`` tokens (truncated models) or the state carried through the whole split (full context);
+Transformer-XL (ICML Table 4) also on test at each (memory, target segment) length of ``memory_windows``.
+
+Under torchrun (``python -m rfwp.tasks.language_modelling``) every process reads its share of the columns.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import torch
 
-from rfwp.models import ModelConfig, build_model
+from rfwp.layers import RelativeAttention
+from rfwp.models import MODELS, ModelConfig, build_model
 from rfwp.tasks.language_modelling import corpus as corpora
 from rfwp.tasks.language_modelling.evaluation import full_context_perplexity, sliding_window_perplexity
-from rfwp.train import ContiguousSegments, OptimiserConfig, SequenceTrainer
+from rfwp.tasks.language_modelling.presets import model_config, preset
+from rfwp.train import ContiguousSegments, OptimiserConfig, Schedule, SequenceTrainer, distributed, execute
 
 
 @dataclass(frozen=True)
@@ -40,11 +45,14 @@ class LanguageModellingConfig:
     eval_batch_size: int = 16        # columns of the validation stream read during training
     eval_stride: int = 1             # the sliding window's step in the final evaluation (App. A.1: 1)
     eval_tokens: int | None = None   # the final evaluation reads the first this many tokens of each split
+    memory_windows: tuple[tuple[int, int], ...] = ()   # Transformer-XL: (memory, target) lengths also evaluated
 
     def __post_init__(self):
         if self.segment_length < 1 or self.eval_stride < 1:
             raise ValueError(f"segment_length and eval_stride must be ≥ 1, got {self.segment_length} and "
                              f"{self.eval_stride}")
+        if self.model == "transformer_xl" and not self.full_context:
+            raise ValueError("Transformer-XL reads each segment with the memory of the last: use full_context=True")
 
 
 class LanguageModellingTrainer(SequenceTrainer):
@@ -52,13 +60,16 @@ class LanguageModellingTrainer(SequenceTrainer):
 
     def __init__(self, config: LanguageModellingConfig, corpus: corpora.Corpus):
         self.run_config, self.corpus = config, corpus
-        super().__init__(build_model(config.model, config.model_config), config.optimiser,
-                         ContiguousSegments(corpus.train, config.batch_size, config.segment_length),
+        device = distributed.setup()
+        columns = dict(rank=distributed.rank(), world_size=distributed.world_size())
+        super().__init__(build_model(config.model, config.model_config).to(device), config.optimiser,
+                         ContiguousSegments(corpus.train, config.batch_size, config.segment_length, **columns),
                          {"valid": ContiguousSegments(corpus.valid, config.eval_batch_size, config.segment_length)},
                          carry_state=config.full_context)
 
     def final_evaluate(self) -> dict[str, float]:
-        """Valid and test perplexity of the trained model with batch 1 (App. A.1)."""
+        """Valid and test perplexity of the trained model with batch 1 (App. A.1); for Transformer-XL also test
+        perplexity at each (memory, target segment) length of ``memory_windows`` (ICML App. F)."""
         c, out = self.run_config, {}
         for split in ("valid", "test"):
             ids = getattr(self.corpus, split)[:c.eval_tokens]
@@ -67,7 +78,26 @@ class LanguageModellingTrainer(SequenceTrainer):
             else:
                 result = sliding_window_perplexity(self.model, ids, window=c.segment_length, stride=c.eval_stride)
             out.update({f"{split}_perplexity": result.perplexity, f"{split}_nll": result.nll})
+        ids = self.corpus.test[:c.eval_tokens]
+        for memory, target in c.memory_windows:
+            with memory_length(self.model, memory):
+                result = full_context_perplexity(self.model, ids, segment=target)
+            out[f"test_perplexity_memory{memory}_target{target}"] = result.perplexity
         return out
+
+
+@contextmanager
+def memory_length(model: torch.nn.Module, memory: int):
+    """Within the block, every Transformer-XL layer of ``model`` keeps a memory of ``memory`` steps."""
+    layers = [m for m in model.modules() if isinstance(m, RelativeAttention)]
+    saved = [layer.memory for layer in layers]
+    for layer in layers:
+        layer.memory = memory
+    try:
+        yield
+    finally:
+        for layer, before in zip(layers, saved):
+            layer.memory = before
 
 
 def make_trainer(config: LanguageModellingConfig, seed: int, data_dir: str | Path | None = None,
@@ -76,6 +106,46 @@ def make_trainer(config: LanguageModellingConfig, seed: int, data_dir: str | Pat
     ``data_dir`` holds WikiText-103 when ``config.corpus`` is "wikitext103"."""
     del seed
     return LanguageModellingTrainer(config, corpora.load(config.corpus, data_dir, cache_dir))
+
+
+def run_name(corpus: str, model: str, full_context: bool = False, feature_map: str = "elu") -> str:
+    """e.g. "language_modelling/shakespeare/delta_rnn_full_context" or ".../delta_net_favor"."""
+    suffix = ("" if feature_map == "elu" else f"_{feature_map}") + ("_full_context" if full_context else "")
+    return f"language_modelling/{corpus}/{model}{suffix}"
+
+
+def config(model: str, scale: str, vocab_size: int, full_context: bool = False,
+           feature_map: str = "elu") -> LanguageModellingConfig:
+    """The run of ``model`` at ``scale``: the scale's architecture for the model, without positional encoding
+    when the state is carried (the authors' full-context runs use ``--no_pos``; Transformer-XL's positions are
+    relative), with ``feature_map`` (ICML Table 2: "favor", the Performer's, with the scale's m)."""
+    if model not in MODELS or model in ("lstm", "feedforward"):
+        raise ValueError(f"unknown language model {model!r}; choose one of "
+                         f"{tuple(m for m in MODELS if m not in ('lstm', 'feedforward'))}")
+    p = preset(scale)
+    architecture = replace(p.architecture, dropout=p.dropout, feature_map=feature_map, m=p.performer_m)
+    if full_context:
+        architecture = replace(architecture, positional_encoding=False)
+    if model == "transformer_xl":
+        architecture = replace(architecture, memory=p.segment_length)
+    optimiser = OptimiserConfig(lr=p.lr, warmup_steps=p.warmup_steps, decay="cosine", total_steps=p.steps,
+                                clip=p.clip, accumulate=p.accumulate)
+    return LanguageModellingConfig(p.corpus, model, model_config(model, architecture, vocab_size), optimiser,
+                                   p.batch_size, p.segment_length, full_context, eval_stride=p.eval_stride,
+                                   eval_tokens=p.eval_tokens,
+                                   memory_windows=p.transformer_xl_windows if model == "transformer_xl" else ())
+
+
+def run(model: str, scale: str, seed: int = 0, full_context: bool = False, feature_map: str = "elu",
+        data_dir: str | Path | None = None, corpus_cache: str | Path | None = None, **execute_kwargs):
+    """One run through ``rfwp.train.execute``; ``execute_kwargs``: results_dir, cache_dir, progress, train."""
+    p = preset(scale)
+    corpus = corpora.load(p.corpus, data_dir, corpus_cache)
+    schedule = Schedule(steps=p.steps, eval_every=p.eval_every, monitor="valid_loss", mode="min")
+    make = partial(make_trainer, data_dir=data_dir, cache_dir=corpus_cache)
+    return execute(run_name(p.corpus, model, full_context, feature_map),
+                   config(model, scale, len(corpus.vocabulary), full_context, feature_map), make, schedule,
+                   seed=seed, scale=scale, **execute_kwargs)
 
 
 def parameter_count(model: str, config: ModelConfig) -> int:

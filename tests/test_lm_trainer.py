@@ -1,0 +1,177 @@
+"""Language modelling runs (rfwp.tasks.language_modelling.trainer): full-context training is backpropagation
+through time cut at the segment boundaries, a killed run resumes to the record of an uninterrupted one, the command
+line trains alone and under torchrun, and bad input is one clear error."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from oracle import assert_same_state
+from rfwp import ModelConfig
+from rfwp.models import detach_state
+from rfwp.tasks.language_modelling import __main__ as command
+from rfwp.tasks.language_modelling.corpus import Corpus
+from rfwp.tasks.language_modelling.trainer import (LanguageModellingConfig, LanguageModellingTrainer, config,
+                                                   run_name)
+from rfwp.train import OptimiserConfig, Schedule, execute
+
+ROOT = Path(__file__).resolve().parents[1]
+VOCAB, BATCH, SEGMENT = 11, 3, 4
+STREAM = torch.randint(VOCAB, (400,), generator=torch.Generator().manual_seed(0))
+CORPUS = Corpus("tiny", tuple(f"w{i}" for i in range(VOCAB)), STREAM[:300], STREAM[300:350], STREAM[350:])
+TINY = ModelConfig(d_model=8, n_layers=2, n_heads=2, d_ff=16, dropout=0.0, vocab_size=VOCAB, tie_embeddings=True,
+                   implementation="reference")
+
+
+def lm_config(model="delta_rnn", full_context=True, lr=0.0, **fields) -> LanguageModellingConfig:
+    return LanguageModellingConfig("tiny", model, TINY, OptimiserConfig(lr=lr), BATCH, SEGMENT, full_context,
+                                   eval_batch_size=2, eval_stride=2, **fields)
+
+
+def trainer_for(config: LanguageModellingConfig) -> LanguageModellingTrainer:
+    torch.manual_seed(0)
+    return LanguageModellingTrainer(config, CORPUS)
+
+
+@pytest.mark.parametrize("model", ["linear_transformer", "delta_rnn", "delta_lstm", "recurrent_delta_net"])
+def test_full_context_training_is_bptt_cut_at_segment_boundaries(model):
+    """After k steps (lr 0: the weights stay) the carried state is the state of one pass over the first k segments
+    of every column, and step k's gradients are those of segment k's loss from that pass's state, detached."""
+    trainer = trainer_for(lm_config(model))
+    steps = 3
+    for step in range(steps):
+        trainer.train_step(step)
+    grads = [p.grad.clone() for p in trainer.model.parameters()]
+    columns = CORPUS.train[:(len(CORPUS.train) - 1) // BATCH * BATCH].view(BATCH, -1)
+    with torch.no_grad():
+        _, whole = trainer.model(columns[:, :steps * SEGMENT])
+        _, before_last = trainer.model(columns[:, :(steps - 1) * SEGMENT])
+    assert_same_state(trainer.state, whole)
+    # step k by hand: segment k's mean token loss, from the state of the segments before it, detached
+    trainer.model.zero_grad()
+    inputs = columns[:, (steps - 1) * SEGMENT:steps * SEGMENT]
+    targets = CORPUS.train[1:len(columns.flatten()) + 1].view(BATCH, -1)[:, (steps - 1) * SEGMENT:steps * SEGMENT]
+    logits, _ = trainer.model(inputs, detach_state(before_last))
+    torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten()).backward()
+    for expected, got in zip((p.grad for p in trainer.model.parameters()), grads):
+        torch.testing.assert_close(got, expected)
+
+
+def test_truncated_training_starts_every_segment_from_zeros():
+    """Without the full context, step 1's gradients are those of its segment read from a zero state."""
+    trainer = trainer_for(lm_config(full_context=False))
+    trainer.train_step(0)
+    assert trainer.state is None
+    position = trainer.train.state_dict()
+    batch = trainer.train.next()
+    trainer.train.load_state_dict(position)
+    trainer.train_step(1)
+    grads = [p.grad.clone() for p in trainer.model.parameters()]
+    trainer.model.zero_grad()
+    logits, _ = trainer.model(batch.inputs)
+    torch.nn.functional.cross_entropy(logits.flatten(0, 1), batch.targets.flatten()).backward()
+    for expected, got in zip((p.grad for p in trainer.model.parameters()), grads):
+        torch.testing.assert_close(got, expected)
+
+
+def _make(config, seed):
+    return LanguageModellingTrainer(config, CORPUS)
+
+
+@pytest.mark.parametrize("model", ["delta_rnn", "transformer_xl"])
+def test_killed_full_context_run_resumes_to_the_uninterrupted_record(tmp_path, model):
+    """The checkpoint holds the carried state: a run killed after it and resumed ends with the same history and
+    the same final perplexities as one trained in one go."""
+    cfg = lm_config(model, lr=1e-2, memory_windows=((2, 1),) if model == "transformer_xl" else ())
+    cfg = dataclasses.replace(cfg, model_config=dataclasses.replace(TINY, dropout=0.1, memory=SEGMENT))
+    schedule = Schedule(steps=8, eval_every=4, checkpoint_every=4, monitor="valid_loss")
+    whole = execute("lm/tiny", cfg, _make, schedule, seed=0, scale="cpu", results_dir=tmp_path / "a",
+                    cache_dir=tmp_path / "ca", progress=False)
+
+    class Crash(Exception):
+        pass
+
+    def crashing(config, seed):
+        trainer = _make(config, seed)
+        step = trainer.train_step
+        trainer.train_step = lambda s: (_ for _ in ()).throw(Crash()) if s == 6 else step(s)
+        return trainer
+
+    with pytest.raises(Crash):
+        execute("lm/tiny", cfg, crashing, schedule, seed=0, scale="cpu", results_dir=tmp_path / "b",
+                cache_dir=tmp_path / "cb", progress=False)
+    resumed = execute("lm/tiny", cfg, _make, schedule, seed=0, scale="cpu", results_dir=tmp_path / "b",
+                      cache_dir=tmp_path / "cb", progress=False)
+    assert resumed.resumed_from == 4
+    assert resumed.history.drop(columns="wall_time").equals(whole.history.drop(columns="wall_time"))
+    assert resumed.final == whole.final and "test_perplexity" in whole.final
+    if model == "transformer_xl":
+        assert "test_perplexity_memory2_target1" in whole.final
+
+
+def test_transformer_xl_windows_see_what_their_memory_holds():
+    """Evaluated at memory 2, target 1, Transformer-XL sees 3 tokens; with the training memory, more: the
+    perplexities differ, and the layers get their training memory back."""
+    trainer = trainer_for(dataclasses.replace(lm_config("transformer_xl", memory_windows=((2, 1),)),
+                                              model_config=dataclasses.replace(TINY, memory=SEGMENT)))
+    out = trainer.final_evaluate()
+    assert out["test_perplexity_memory2_target1"] != pytest.approx(out["test_perplexity"], rel=1e-6)
+    assert all(m.memory == SEGMENT for m in trainer.model.modules() if hasattr(m, "content_bias"))
+
+
+def test_run_configs_follow_the_paper():
+    """Full context drops the positional encoding (the authors' --no_pos); Transformer-XL's memory is a segment;
+    the Performer is FAVOR+ with the scale's m; the Delta MLP has fewer layers; names say which run is which."""
+    truncated, full = config("delta_rnn", "smoke", 100), config("delta_rnn", "smoke", 100, full_context=True)
+    assert truncated.model_config.positional_encoding and not full.model_config.positional_encoding
+    assert config("transformer_xl", "smoke", 100, full_context=True).model_config.memory == truncated.segment_length
+    performer = config("delta_net", "smoke", 100, feature_map="favor").model_config
+    assert performer.feature_map == "favor" and performer.m == 4
+    assert config("delta_mlp", "paper", 300_000).model_config.n_layers == 11
+    assert run_name("shakespeare", "delta_net", True, "favor") == "language_modelling/shakespeare/delta_net_favor_full_context"
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: config("lstm", "smoke", 100), "unknown language model 'lstm'"),
+    (lambda: config("delta_net", "huge", 100), "scale must be one of"),
+    (lambda: dataclasses.replace(lm_config(), segment_length=0), "segment_length and eval_stride must be ≥ 1"),
+    (lambda: config("transformer_xl", "smoke", 100), "use full_context=True"),
+])
+def test_bad_input_is_one_clear_error(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_command_line_bad_input_is_one_line(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        command.main(["--model", "lstm", "--scale", "smoke"])
+    assert exit_.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "unknown language model 'lstm'" in error and "Traceback" not in error
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("processes", [1, 2])
+def test_command_line_trains_alone_and_under_torchrun(tmp_path, processes):
+    """The smoke run of the Delta Net on the embedded corpus, by ``python -m`` and by torchrun with 2 processes
+    (gloo): the record is written once, with the final perplexities."""
+    arguments = ["-m", "rfwp.tasks.language_modelling", "--model", "delta_net", "--scale", "smoke",
+                 "--results-dir", str(tmp_path)]
+    launcher = [sys.executable] if processes == 1 else [sys.executable, "-m", "torch.distributed.run",
+                                                        "--standalone", "--nproc_per_node", "2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(launcher + arguments, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    printed = json.loads(done.stdout[done.stdout.index("{"):])
+    record = json.loads(Path(printed["record"]).read_text())
+    assert record["final"]["test_perplexity"] == printed["test_perplexity"] > 1
+    assert record["config"]["batch_size"] == 4 and record["steps_done"] == 6
+    shutil.rmtree(tmp_path)
