@@ -40,9 +40,11 @@ test: venv $(CHROMIUM)
 reproduce: venv
 	$(PY) -m rfwp.reproduce --scale $(SCALE) --jobs $(JOBS)
 
-# The CPU benchmark (about 8 minutes on 2 idle cores, under 15): results/benchmarks/cpu.md and cpu.json.
+# The CPU benchmarks (about 8 + 10 minutes on 2 idle cores): results/benchmarks/cpu.md and cpu.json (ops and
+# layers), lm.md and lm.json (language-model training speed and memory, RFWP Sec. 4.1).
 benchmark: venv
 	$(PY) -m benchmarks.cpu
+	$(PY) -m benchmarks.lm
 
 # On a CUDA machine: every Triton kernel against the reference, then the GPU benchmark (results/benchmarks/gpu.md).
 # Elsewhere it says there is no CUDA and exits 0.

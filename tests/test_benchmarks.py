@@ -42,3 +42,20 @@ def test_gpu_benchmark_and_check_without_cuda(tmp_path):
         check = subprocess.run(["bash", str(ROOT / "benchmarks/gpu_check.sh")], capture_output=True, text=True,
                                timeout=60, env={**os.environ, "PATH": os.environ.get("PATH", "")})
         assert check.returncode == 0 and "no CUDA device here" in check.stdout, check.stdout + check.stderr
+
+
+@pytest.mark.slow
+def test_lm_benchmark_quick_run(tmp_path):
+    """Speed of two models as ratios to the Transformer beside the paper's, and memory against length: the Delta
+    Net's carried state does not grow with the segment, the Transformer's cache of keys and values does."""
+    done = subprocess.run([sys.executable, "-m", "benchmarks.lm", "--quick", "--threads", "1", "--out", str(tmp_path)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((tmp_path / "lm.json").read_text())
+    speed = {r["model"]: r for r in result["speed"]}
+    assert speed["transformer"]["ratio_to_transformer"] == 1 and speed["delta_net"]["tokens_per_s"] > 0
+    assert speed["delta_net"]["paper_ratio_to_transformer"] == pytest.approx(63 / 33)
+    state = {(r["model"], r["length"]): r["state_MB"] for r in result["memory"]}
+    assert state[("delta_net", 16)] == state[("delta_net", 64)]
+    assert state[("transformer", 64)] == pytest.approx(4 * state[("transformer", 16)])
+    assert "## Training speed" in (tmp_path / "lm.md").read_text()

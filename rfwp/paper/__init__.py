@@ -3,6 +3,7 @@ figure's file holds what the paper states of it in numbers, where it does).
 
     rfwp.paper.table("rfwp", "T2")     # DataFrame, first column source = "paper"
     rfwp.paper.contents("icml")        # every table and figure of a paper with a one-line description
+    rfwp.paper.stated("rfwp", "speed")  # numbers a paper states in its text, not in a table or figure
 
 paper is ``rfwp`` (Irie, Schlag, Csordás, Schmidhuber, NeurIPS 2021) or ``icml`` (Schlag, Irie, Schmidhuber,
 ICML 2021). A CSV may start with ``#`` lines: notes on the transcription (units, ambiguities), returned in
@@ -73,6 +74,19 @@ def table(paper: str, ident: str) -> pd.DataFrame:
     name = f"{paper}_{ident}.csv"
     if not resources.files(__name__).joinpath(name).is_file():
         raise FileNotFoundError(f"{PAPERS[paper]['short']} {ident} is not transcribed (no rfwp/paper/{name})")
+    df, notes = _read(name)
+    df.insert(0, "source", "paper")
+    df.attrs["notes"] = notes
+    return df
+
+
+def stated(paper: str, topic: str) -> pd.DataFrame:
+    """Numbers the paper states in its text (``<paper>_<topic>.csv``, e.g. RFWP Sec. 4.1's training speeds),
+    every row labelled ``source = "paper"``; the notes say where in the paper they are."""
+    _check_paper(paper)
+    name = f"{paper}_{topic}.csv"
+    if not resources.files(__name__).joinpath(name).is_file():
+        raise FileNotFoundError(f"no numbers of {PAPERS[paper]['short']} on {topic!r} are transcribed (no rfwp/paper/{name})")
     df, notes = _read(name)
     df.insert(0, "source", "paper")
     df.attrs["notes"] = notes
