@@ -19,6 +19,7 @@ from rfwp import ModelConfig
 from rfwp.models import detach_state
 from rfwp.tasks.language_modelling import __main__ as command
 from rfwp.tasks.language_modelling.corpus import Corpus
+from rfwp.tasks.language_modelling.generation import continuation
 from rfwp.tasks.language_modelling.trainer import (LanguageModellingConfig, LanguageModellingTrainer, config,
                                                    run_name)
 from rfwp.train import OptimiserConfig, Schedule, execute
@@ -175,3 +176,23 @@ def test_command_line_trains_alone_and_under_torchrun(tmp_path, processes):
     assert record["final"]["test_perplexity"] == printed["test_perplexity"] > 1
     assert record["config"]["batch_size"] == 4 and record["steps_done"] == 6
     shutil.rmtree(tmp_path)
+
+
+def test_continuation_reads_the_prompt_and_samples_reproducibly():
+    """The prompt is echoed (a word outside the vocabulary as <unk>), the sample depends on the seed alone (the
+    global random state is untouched), and with top_k 1 it is the greedy continuation computed by hand."""
+    trainer = trainer_for(lm_config("delta_net"))
+    model, corpus = trainer.model, dataclasses.replace(CORPUS, vocabulary=("<eos>", "<unk>", *CORPUS.vocabulary[2:]))
+    rng = torch.get_rng_state()
+    text = continuation(model, corpus, "w3 w4 zebra", words=5, seed=1)
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert text.split()[:3] == ["w3", "w4", "<unk>"] and len(text.split()) == 8
+    assert continuation(model, corpus, "w3 w4 zebra", words=5, seed=1) == text
+    greedy, ids = continuation(model, corpus, "w3", words=3, top_k=1), [0, 3]
+    for _ in range(3):
+        with torch.no_grad():
+            ids.append(int(model.eval()(torch.tensor([ids]))[0][0, -1].argmax()))
+    words = " ".join(corpus.vocabulary[i] for i in ids[1:])
+    assert greedy == words.replace(" <eos> ", "\n").replace("<eos>", "\n").strip()
+    with pytest.raises(ValueError, match="temperature > 0"):
+        continuation(model, corpus, "w3", temperature=0)

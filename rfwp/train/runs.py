@@ -54,7 +54,7 @@ class Trainer(Protocol):
     model, optimiser, RNG states (torch.Generator of the data, the global torch RNG), data position.
     (``execute`` also saves and restores the global torch RNG itself.) Under torchrun every process calls each
     method, so a trainer may communicate between processes in any of them (state_dict gathering what differs
-    per process, for one). A trainer may also have ``final_evaluate() -> dict[str, float]``, see ``execute``."""
+    per process, for one). A trainer may also have ``final_evaluate() -> dict[str, float | str]``, see ``execute``."""
 
     def train_step(self, step: int) -> dict[str, float]: ...      # one optimiser step; returns e.g. {"loss": ...}
 
@@ -119,7 +119,7 @@ class RunRecord:
     scale: str
     schedule: dict
     history: pd.DataFrame
-    final: dict[str, float]       # evaluation metrics at the last evaluation
+    final: dict[str, float | str]  # metrics of the last evaluation, and final_evaluate()'s
     best: dict[str, float]        # the evaluation row (with its step) that is best in schedule.monitor
     steps_done: int
     stopped: str                  # the budget spent ("steps", "tokens", "frames"), "patience" or "target"
@@ -201,7 +201,8 @@ def execute(name: str, config, make_trainer: Callable[[Any, int], Trainer], sche
     the run stops early if the monitored metric reached ``target`` or has not improved for ``patience``
     evaluations. A progress bar shows the run's name, its latest evaluation and the time left. A trainer with a
     ``final_evaluate()`` method has it called once after the last step (an evaluation too costly for every
-    ``eval_every``); its metrics join ``record.final``, replacing the last evaluation's of the same name.
+    ``eval_every``); its metrics (numbers, or text such as sampled continuations) join ``record.final``,
+    replacing the last evaluation's of the same name.
 
     Under torchrun every process runs this loop with its own trainer (all built from ``seed``, then each drawing
     its own random numbers, e.g. dropout masks) and takes the main process's metrics, so that every process
@@ -299,7 +300,8 @@ def execute(name: str, config, make_trainer: Callable[[Any, int], Trainer], sche
     final = {k: v for k, v in rows[-1].items() if k not in ("step", "tokens", "frames", "wall_time")
              and not k.startswith("train_")}
     if hasattr(trainer, "final_evaluate"):
-        final.update(distributed.broadcast({k: float(v) for k, v in trainer.final_evaluate().items()}))
+        extra = trainer.final_evaluate()
+        final.update(distributed.broadcast({k: v if isinstance(v, str) else float(v) for k, v in extra.items()}))
     record = RunRecord(
         name=name, config=asdict(config), config_hash=digest, seed=seed, scale=scale, schedule=asdict(schedule),
         history=pd.DataFrame(rows), final=final, best=loop["best"], steps_done=done["steps"], stopped=stopped,

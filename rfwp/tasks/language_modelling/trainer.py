@@ -28,6 +28,7 @@ from rfwp.layers import RelativeAttention
 from rfwp.models import MODELS, ModelConfig, build_model
 from rfwp.tasks.language_modelling import corpus as corpora
 from rfwp.tasks.language_modelling.evaluation import full_context_perplexity, sliding_window_perplexity
+from rfwp.tasks.language_modelling.generation import continuation
 from rfwp.tasks.language_modelling.presets import model_config, preset
 from rfwp.train import ContiguousSegments, OptimiserConfig, Schedule, SequenceTrainer, distributed, execute
 
@@ -46,6 +47,8 @@ class LanguageModellingConfig:
     eval_stride: int = 1             # the sliding window's step in the final evaluation (App. A.1: 1)
     eval_tokens: int | None = None   # the final evaluation reads the first this many tokens of each split
     memory_windows: tuple[tuple[int, int], ...] = ()   # Transformer-XL: (memory, target) lengths also evaluated
+    stride_check_tokens: int | None = None   # also test perplexity at stride 1 and eval_stride on this many tokens
+    prompts: tuple[str, ...] = ()            # sampled continuations of these, in the record
 
     def __post_init__(self):
         if self.segment_length < 1 or self.eval_stride < 1:
@@ -69,7 +72,9 @@ class LanguageModellingTrainer(SequenceTrainer):
 
     def final_evaluate(self) -> dict[str, float]:
         """Valid and test perplexity of the trained model with batch 1 (App. A.1); for Transformer-XL also test
-        perplexity at each (memory, target segment) length of ``memory_windows`` (ICML App. F)."""
+        perplexity at each (memory, target segment) length of ``memory_windows`` (ICML App. F); for a truncated
+        model test perplexity at stride 1 and at ``eval_stride`` on the first ``stride_check_tokens`` tokens;
+        and a sampled continuation of each of ``prompts``."""
         c, out = self.run_config, {}
         for split in ("valid", "test"):
             ids = getattr(self.corpus, split)[:c.eval_tokens]
@@ -83,6 +88,13 @@ class LanguageModellingTrainer(SequenceTrainer):
             with memory_length(self.model, memory):
                 result = full_context_perplexity(self.model, ids, segment=target)
             out[f"test_perplexity_memory{memory}_target{target}"] = result.perplexity
+        if c.stride_check_tokens and not c.full_context:
+            ids = self.corpus.test[:c.stride_check_tokens]
+            for stride in sorted({1, c.eval_stride}):
+                result = sliding_window_perplexity(self.model, ids, window=c.segment_length, stride=stride)
+                out[f"test_perplexity_stride{stride}_first{c.stride_check_tokens}"] = result.perplexity
+        for i, prompt in enumerate(c.prompts):
+            out[f"sample_{i}"] = continuation(self.model, self.corpus, prompt, seed=i)
         return out
 
 
@@ -133,7 +145,8 @@ def config(model: str, scale: str, vocab_size: int, full_context: bool = False,
     return LanguageModellingConfig(p.corpus, model, model_config(model, architecture, vocab_size), optimiser,
                                    p.batch_size, p.segment_length, full_context, eval_stride=p.eval_stride,
                                    eval_tokens=p.eval_tokens,
-                                   memory_windows=p.transformer_xl_windows if model == "transformer_xl" else ())
+                                   memory_windows=p.transformer_xl_windows if model == "transformer_xl" else (),
+                                   stride_check_tokens=p.stride_check_tokens, prompts=p.prompts)
 
 
 def run(model: str, scale: str, seed: int = 0, full_context: bool = False, feature_map: str = "elu",
