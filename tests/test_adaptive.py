@@ -11,13 +11,13 @@ import torch.nn.functional as F
 
 from rfwp import MODELS, ModelConfig, build_model
 from rfwp.models import TABLE1_MODELS, AdaptiveSoftmax
-from rfwp.tasks.language_modelling.presets import WIKITEXT103_CUTOFFS, lm_small_config
+from rfwp.tasks.language_modelling.presets import WIKITEXT103_CUTOFFS, WIKITEXT103_VOCABULARY, lm_small_config
+from rfwp.tasks.language_modelling.tables import unused_authors_parameters
 
 VOCAB = 50
 CLUSTERS = [(10, 20), (20, 40), (40, 50)]  # the tail clusters of cutoffs (10, 20, 40), written out
 TINY = ModelConfig(d_model=8, n_layers=1, n_heads=2, d_ff=16, dropout=0.0, vocab_size=VOCAB, tie_embeddings=True,
                    adaptive_cutoffs=(10, 20, 40), implementation="reference")
-WIKITEXT103_VOCAB = 267735
 
 
 def build(config: ModelConfig = TINY, name: str = "delta_net") -> torch.nn.Module:
@@ -144,23 +144,14 @@ def test_nll_targets_of_the_wrong_shape():
 
 def test_preset_keeps_the_cutoffs_below_the_vocabulary():
     assert WIKITEXT103_CUTOFFS == (20000, 40000, 200000)
-    assert lm_small_config("delta_net", WIKITEXT103_VOCAB).adaptive_cutoffs == (20000, 40000, 200000)
+    assert lm_small_config("delta_net", WIKITEXT103_VOCABULARY).adaptive_cutoffs == (20000, 40000, 200000)
     assert lm_small_config("delta_net", 33278).adaptive_cutoffs == (20000,)   # WikiText-2's vocabulary
     small = lm_small_config("delta_net", 20000)
     assert small.adaptive_cutoffs is None and small.tie_embeddings
     with torch.device("meta"):
-        assert isinstance(build_model("delta_net", lm_small_config("delta_net", WIKITEXT103_VOCAB)).head,
+        assert isinstance(build_model("delta_net", lm_small_config("delta_net", WIKITEXT103_VOCABULARY)).head,
                           AdaptiveSoftmax)
         assert isinstance(build_model("delta_net", small).head, torch.nn.Linear)
-
-
-def unused_delta_mlp_projection(config: ModelConfig) -> int:
-    """The authors' Delta MLP slow projection allocates twice the fast layers' key/value dims and uses half
-    (original-code.md §3): per layer and head, each pair d_head → d_hidden → d_head has keys and values of
-    d_head + d_hidden each, d_hidden = 4·d_model / n_heads; the unused half has as many bias-free weights."""
-    d_head, d_hidden = config.head_size, 4 * config.d_model // config.n_heads
-    pairs = {8: 2, 11: 1}[config.n_layers]  # version A: 8 layers of 4 fast layers, B: 11 of 2 (App. A.2)
-    return config.n_layers * config.n_heads * pairs * 2 * (d_head + d_hidden) * config.d_model
 
 
 TABLE4 = [("delta_rnn", "A", 44.6), ("delta_lstm", "A", 47.3), ("delta_lstm", "B", 47.3), ("delta_lstm", "C", 47.3),
@@ -172,9 +163,9 @@ TABLE4 = [("delta_rnn", "A", 44.6), ("delta_lstm", "A", 47.3), ("delta_lstm", "B
 def test_wikitext103_parameter_counts_match_tables_1_and_4(name, version, paper):
     """RFWP Table 1 "#Prms" (millions) and Table 4's versions, with the adaptive input/softmax at WikiText-103's
     vocabulary: equal at the paper's precision (0.1 M). The Delta MLP counts the authors' unused projection."""
-    config = lm_small_config(name, WIKITEXT103_VOCAB, version)
+    config = lm_small_config(name, WIKITEXT103_VOCABULARY, version)
     with torch.device("meta"):
         count = sum(p.numel() for p in build_model(name, config).parameters())
     if name == "delta_mlp":
-        count += unused_delta_mlp_projection(config)
+        count += unused_authors_parameters(name, config)
     assert round(count / 1e6, 1) == paper

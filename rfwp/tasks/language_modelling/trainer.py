@@ -45,7 +45,7 @@ class LanguageModellingConfig:
     full_context: bool = False       # carry the state across segments (Table 1's "+ full context" rows)
     eval_batch_size: int = 16        # columns of the validation stream read during training
     eval_stride: int = 1             # the sliding window's step in the final evaluation (App. A.1: 1)
-    eval_tokens: int | None = None   # the final evaluation reads the first this many tokens of each split
+    eval_tokens: int | None = None   # every evaluation reads the first this many tokens of valid and test
     memory_windows: tuple[tuple[int, int], ...] = ()   # Transformer-XL: (memory, target) lengths also evaluated
     stride_check_tokens: int | None = None   # also test perplexity at stride 1 and eval_stride on this many tokens
     prompts: tuple[str, ...] = ()            # sampled continuations of these, in the record
@@ -67,7 +67,8 @@ class LanguageModellingTrainer(SequenceTrainer):
         columns = dict(rank=distributed.rank(), world_size=distributed.world_size())
         super().__init__(build_model(config.model, config.model_config).to(device), config.optimiser,
                          ContiguousSegments(corpus.train, config.batch_size, config.segment_length, **columns),
-                         {"valid": ContiguousSegments(corpus.valid, config.eval_batch_size, config.segment_length)},
+                         {"valid": ContiguousSegments(corpus.valid[:config.eval_tokens], config.eval_batch_size,
+                                                      config.segment_length)},
                          carry_state=config.full_context)
 
     def final_evaluate(self) -> dict[str, float]:
