@@ -151,12 +151,16 @@ def test_bad_input_is_one_clear_error(call, message):
         call()
 
 
-def test_command_line_bad_input_is_one_line(capsys):
+@pytest.mark.parametrize("arguments, message", [
+    (["--model", "lstm", "--scale", "smoke"], "unknown language model 'lstm'"),
+    (["--model", "delta_net", "--scale", "paper", "--data-dir", "/nonexistent"], "lacks wiki.train.tokens"),
+])
+def test_command_line_bad_input_is_one_line(capsys, arguments, message):
     with pytest.raises(SystemExit) as exit_:
-        command.main(["--model", "lstm", "--scale", "smoke"])
+        command.main(arguments)
     assert exit_.value.code == 2
     error = capsys.readouterr().err.strip().splitlines()[-1]
-    assert "unknown language model 'lstm'" in error and "Traceback" not in error
+    assert message in error and "Traceback" not in error
 
 
 @pytest.mark.slow

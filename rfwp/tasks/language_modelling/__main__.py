@@ -35,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:   # bad arguments: one line, before any training
         corpus = corpora.load(preset(args.scale).corpus, args.data_dir)
         config(args.model, args.scale, len(corpus.vocabulary), args.full_context, args.feature_map)
-    except ValueError as error:
+    except (ValueError, FileNotFoundError, ModuleNotFoundError) as error:
         parser.error(str(error))
     record = run(args.model, args.scale, args.seed, args.full_context, args.feature_map, args.data_dir,
                  results_dir=args.results_dir)
