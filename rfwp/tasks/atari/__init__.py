@@ -1,8 +1,9 @@
 """Atari with IMPALA, RFWP Sec. 4.4.
 
 Modules: ``presets`` (the paper's model configurations), ``environment`` (batched Atari games with DeepMind's
-preprocessing, on ale-py), ``vtrace`` (V-trace targets and the IMPALA loss); ``environment`` is not imported
-here, so that the presets do not need ale-py.
+preprocessing, on ale-py), ``vtrace`` (V-trace targets and the IMPALA loss), ``agent`` (IMPALA's network with
+an LSTM, feed-forward or fast weight core); ``environment`` is not imported here, so that the presets do not need
+ale-py.
 """
 from rfwp.tasks.atari.presets import ATARI_LARGE, ATARI_SMALL
 
