@@ -29,9 +29,15 @@ CHROMIUM := /usr/bin/chromium
 $(CHROMIUM):
 	apt-get update -qq && apt-get install -y -qq chromium > /dev/null
 
+# The Bible corpus of the translation task (rfwp/tasks/translation/corpus.py) is read with Debian's diatheke; the
+# target names the modules' files too, so that missing modules are installed where diatheke is present.
+BIBLE := /usr/bin/diatheke /usr/share/sword/mods.d/engWEB2015eb.conf /usr/share/sword/mods.d/spaRV1909eb.conf
+$(BIBLE):
+	apt-get update -qq && apt-get install -y -qq diatheke sword-text-web sword-text-sparv > /dev/null
+
 # Unit tests (the browser test included), then every notebook at its default smoke scale under nbval
 # (outputs are not compared, --nbval-lax; smoke runs write only under the git-ignored results/smoke/).
-test: venv $(CHROMIUM)
+test: venv $(CHROMIUM) $(BIBLE)
 	$(PY) -m pytest -q tests
 	$(PY) -m pytest -q --nbval-lax --nbval-current-env notebooks
 
