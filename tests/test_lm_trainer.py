@@ -137,6 +137,8 @@ def test_run_configs_follow_the_paper():
     performer = config("delta_net", "smoke", 100, feature_map="favor").model_config
     assert performer.feature_map == "favor" and performer.m == 4
     assert config("delta_mlp", "paper", 300_000).model_config.n_layers == 11
+    assert config("linear_transformer", "paper", 300_000).model_config.normalisation == "none"
+    assert config("delta_net", "paper", 300_000).model_config.normalisation == "sum"
     assert run_name("shakespeare", "delta_net", True, "favor") == "language_modelling/shakespeare/delta_net_favor_full_context"
 
 
