@@ -3,4 +3,5 @@
 Modules: ``corpus`` (WMT14 from a directory, the embedded English–Spanish Bible, aligned by verse), ``subwords``
 (the joint SentencePiece BPE vocabulary learnt on the training split), ``bleu`` (sacreBLEU on detokenised text).
 The model: ``model`` (the Transformer "big" with softmax or linear attention, its loss), ``decoding`` (beam search).
+The runs: ``presets`` (scales, Table 6), ``trainer`` (selected on valid BLEU), ``sweeps``, ``tables``, ``claims`` (C11).
 """
