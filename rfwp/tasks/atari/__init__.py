@@ -2,8 +2,8 @@
 
 Modules: ``presets`` (the paper's model configurations), ``environment`` (batched Atari games with DeepMind's
 preprocessing, on ale-py), ``vtrace`` (V-trace targets and the IMPALA loss), ``agent`` (IMPALA's network with
-an LSTM, feed-forward or fast weight core); ``environment`` is not imported here, so that the presets do not need
-ale-py.
+an LSTM, feed-forward or fast weight core), ``actors``, ``learner``, ``trainer`` and ``evaluation`` (IMPALA's
+training and the paper's test protocol); only the presets are imported here, so that they do not need ale-py.
 """
 from rfwp.tasks.atari.presets import ATARI_LARGE, ATARI_SMALL
 
