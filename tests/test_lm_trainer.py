@@ -20,7 +20,8 @@ from rfwp.models import detach_state
 from rfwp.tasks.language_modelling import __main__ as command
 from rfwp.tasks.language_modelling.corpus import Corpus
 from rfwp.tasks.language_modelling.generation import continuation
-from rfwp.tasks.language_modelling.trainer import (LanguageModellingConfig, LanguageModellingTrainer, config,
+from rfwp.tasks.language_modelling.presets import preset
+from rfwp.tasks.language_modelling.trainer import (LanguageModellingConfig, LanguageModellingTrainer, Variant, config,
                                                    run_name)
 from rfwp.train import OptimiserConfig, Schedule, execute
 
@@ -130,16 +131,46 @@ def test_transformer_xl_windows_see_what_their_memory_holds():
 
 def test_run_configs_follow_the_paper():
     """Full context drops the positional encoding (the authors' --no_pos); Transformer-XL's memory is a segment;
-    the Performer is FAVOR+ with the scale's m; the Delta MLP has fewer layers; names say which run is which."""
-    truncated, full = config("delta_rnn", "smoke", 100), config("delta_rnn", "smoke", 100, full_context=True)
+    the Performer is FAVOR+ with the scale's m; the Delta MLP has fewer layers; the Linear Transformer has no
+    normalisation unless asked for attention normalisation; names say which run is which."""
+    truncated, full = config("delta_rnn", "smoke", 100), config("delta_rnn", "smoke", 100, Variant(full_context=True))
     assert truncated.model_config.positional_encoding and not full.model_config.positional_encoding
-    assert config("transformer_xl", "smoke", 100, full_context=True).model_config.memory == truncated.segment_length
-    performer = config("delta_net", "smoke", 100, feature_map="favor").model_config
+    xl = config("transformer_xl", "smoke", 100, Variant(full_context=True))
+    assert xl.model_config.memory == truncated.segment_length
+    performer = config("delta_net", "smoke", 100, Variant(feature_map="favor")).model_config
     assert performer.feature_map == "favor" and performer.m == 4
     assert config("delta_mlp", "paper", 300_000).model_config.n_layers == 11
+    assert config("delta_mlp", "paper", 300_000, Variant(version="A")).model_config.n_layers == 8
     assert config("linear_transformer", "paper", 300_000).model_config.normalisation == "none"
     assert config("delta_net", "paper", 300_000).model_config.normalisation == "sum"
-    assert run_name("shakespeare", "delta_net", True, "favor") == "language_modelling/shakespeare/delta_net_favor_full_context"
+    for model in ("linear_transformer", "delta_net"):
+        normalised = config(model, "paper", 300_000, Variant(attention_normalisation=True)).model_config
+        assert normalised.normalisation == "attention"
+    assert (run_name("shakespeare", "delta_net", Variant(full_context=True, feature_map="favor"))
+            == "language_modelling/shakespeare/delta_net_favor_full_context")
+
+
+@pytest.mark.parametrize("model, variant, name", [
+    ("delta_rnn", Variant(version="B"), "delta_rnn"),                     # Table 1's version
+    ("delta_rnn", Variant(version="A"), "delta_rnn_A"),
+    ("delta_net", Variant(feature_map="favor", m=4), "delta_net_favor"),  # the smoke scale's m
+    ("delta_net", Variant(feature_map="favor", m=16), "delta_net_favor_m16"),
+    ("delta_net", Variant(feature_map="dpfp"), "delta_net_dpfp_nu1"),
+    ("delta_net", Variant(m=16, nu=3), "delta_net"),                      # m and ν of unused feature maps
+    ("delta_net", Variant(positional_encoding=True), "delta_net"),
+    ("delta_net", Variant(positional_encoding=False), "delta_net_no_positions"),
+    ("delta_net", Variant(positional_encoding=False, full_context=True), "delta_net_full_context"),
+    ("delta_net", Variant(attention_normalisation=True), "delta_net_attention_normalisation"),
+])
+def test_a_variant_equal_to_table_1s_is_table_1s_run(model, variant, name):
+    """Variants that only spell out Table 1's choices resolve to Table 1's run: one name and one config hash."""
+    scale = preset("smoke")
+    resolved = variant.resolved(model, scale)
+    assert run_name("shakespeare", model, resolved) == f"language_modelling/shakespeare/{name}"
+    same = Variant(**{f.name: getattr(resolved, f.name) for f in dataclasses.fields(Variant)})
+    assert config(model, "smoke", 100, variant) == config(model, "smoke", 100, same)
+    if name == model:
+        assert config(model, "smoke", 100, variant) == config(model, "smoke", 100)
 
 
 @pytest.mark.parametrize("call, message", [
@@ -147,6 +178,7 @@ def test_run_configs_follow_the_paper():
     (lambda: config("delta_net", "huge", 100), "scale must be one of"),
     (lambda: dataclasses.replace(lm_config(), segment_length=0), "segment_length and eval_stride must be ≥ 1"),
     (lambda: config("transformer_xl", "smoke", 100), "use full_context=True"),
+    (lambda: config("delta_rnn", "smoke", 100, Variant(version="Z")), "version"),
 ])
 def test_bad_input_is_one_clear_error(call, message):
     with pytest.raises(ValueError, match=message):

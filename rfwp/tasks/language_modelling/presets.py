@@ -35,11 +35,11 @@ def lm_small_config(name: str, vocab_size: int, version: str | None = None) -> M
 def model_config(name: str, architecture: ModelConfig, vocab_size: int, version: str | None = None) -> ModelConfig:
     """``architecture`` for model ``name`` on a vocabulary of ``vocab_size`` words: the adaptive softmax's cutoffs
     below it, the Delta MLP's depth cut as Appendix A.2 cuts 16 layers to 8 (version A) or 11 (B), and the Linear
-    Transformer without normalisation (the authors' LM code gives it neither the sum normalisation of the delta
-    rule's keys nor, with --skip_attn_normalization, a denominator; original-code.md §3)."""
+    Transformer without the sum normalisation the others' keys get (the authors' LM code gives it none, and with
+    --skip_attn_normalization no denominator either; original-code.md §3)."""
     cutoffs = tuple(c for c in architecture.adaptive_cutoffs or () if c < vocab_size) or None
     config = replace(architecture, vocab_size=vocab_size, version=version, adaptive_cutoffs=cutoffs)
-    if name == "linear_transformer":
+    if name == "linear_transformer" and config.normalisation == "sum":
         config = replace(config, normalisation="none")
     if name == "delta_mlp":
         layers = DELTA_MLP_LM_LAYERS[version or TABLE1_VERSIONS[name]]

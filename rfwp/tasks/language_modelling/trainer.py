@@ -25,11 +25,12 @@ from pathlib import Path
 import torch
 
 from rfwp.layers import RelativeAttention
-from rfwp.models import MODELS, ModelConfig, build_model
+from rfwp.models import DELTA_MLP_FAST_LAYERS, MODELS, TABLE1_VERSIONS, ModelConfig, build_model
+from rfwp.ops.reference import DELTA_LSTM_VERSIONS, DELTA_RNN_VERSIONS
 from rfwp.tasks.language_modelling import corpus as corpora
 from rfwp.tasks.language_modelling.evaluation import full_context_perplexity, sliding_window_perplexity
 from rfwp.tasks.language_modelling.generation import continuation
-from rfwp.tasks.language_modelling.presets import model_config, preset
+from rfwp.tasks.language_modelling.presets import LanguageModellingScale, model_config, preset
 from rfwp.train import ContiguousSegments, OptimiserConfig, Schedule, SequenceTrainer, distributed, execute
 
 
@@ -121,45 +122,92 @@ def make_trainer(config: LanguageModellingConfig, seed: int, data_dir: str | Pat
     return LanguageModellingTrainer(config, corpora.load(config.corpus, data_dir, cache_dir))
 
 
-def run_name(corpus: str, model: str, full_context: bool = False, feature_map: str = "elu") -> str:
+# RFWP Table 4's versions of each model
+VERSIONS = {"delta_rnn": DELTA_RNN_VERSIONS, "delta_lstm": DELTA_LSTM_VERSIONS, "delta_mlp": tuple(DELTA_MLP_FAST_LAYERS)}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """What a run changes from its model's Table 1 configuration: the full context (Table 1's last rows, ICML
+    Table 4), another feature map (ICML Tables 2 and 5), another version (RFWP Table 4), positions or attention
+    normalisation (ICML Table 3). The defaults are Table 1's, and a variant equal to them is Table 1's run."""
+    full_context: bool = False
+    feature_map: str = "elu"                  # "favor": the Performer, "dpfp"
+    m: int | None = None                      # FAVOR+ random features; None: the scale's performer_m
+    nu: int = 1                               # DPFP's ν
+    version: str | None = None                # Delta RNN A/B, Delta LSTM A-D, Delta MLP A/B; None: Table 1's
+    positional_encoding: bool | None = None   # None: absolute positions unless the state is carried
+    attention_normalisation: bool = False     # ICML Eqs. 26-28
+
+    def resolved(self, model: str, scale: LanguageModellingScale) -> Variant:
+        """The same run with every choice that equals Table 1's written as the default, so that both name (and
+        hash) one run: e.g. version "B" of the Delta RNN is Table 1's Delta RNN."""
+        return replace(self, m=None if self.m in (None, scale.performer_m) or self.feature_map != "favor" else self.m,
+                       nu=self.nu if self.feature_map == "dpfp" else 1,
+                       version=None if self.version == TABLE1_VERSIONS.get(model) else self.version,
+                       positional_encoding=None if self.positional_encoding in (None, not self.full_context)
+                       else self.positional_encoding)
+
+    @property
+    def suffix(self) -> str:
+        """The run name's suffix (of a resolved variant): "" for Table 1's, e.g. "_A", "_favor_m16", "_dpfp_nu1",
+        "_no_positions", "_attention_normalisation", "_full_context"."""
+        parts = [self.version] if self.version else []
+        if self.feature_map != "elu":
+            parts.append(self.feature_map + (f"_m{self.m}" if self.m else "") +
+                         (f"_nu{self.nu}" if self.feature_map == "dpfp" else ""))
+        if self.positional_encoding is not None:
+            parts.append("positions" if self.positional_encoding else "no_positions")
+        parts += ["attention_normalisation"] * self.attention_normalisation + ["full_context"] * self.full_context
+        return "".join(f"_{part}" for part in parts)
+
+
+def run_name(corpus: str, model: str, variant: Variant = Variant()) -> str:
     """e.g. "language_modelling/shakespeare/delta_rnn_full_context" or ".../delta_net_favor"."""
-    suffix = ("" if feature_map == "elu" else f"_{feature_map}") + ("_full_context" if full_context else "")
-    return f"language_modelling/{corpus}/{model}{suffix}"
+    return f"language_modelling/{corpus}/{model}{variant.suffix}"
 
 
-def config(model: str, scale: str, vocab_size: int, full_context: bool = False,
-           feature_map: str = "elu") -> LanguageModellingConfig:
-    """The run of ``model`` at ``scale``: the scale's architecture for the model, without positional encoding
-    when the state is carried (the authors' full-context runs use ``--no_pos``; Transformer-XL's positions are
-    relative), with ``feature_map`` (ICML Table 2: "favor", the Performer's, with the scale's m)."""
+def config(model: str, scale: str, vocab_size: int, variant: Variant = Variant()) -> LanguageModellingConfig:
+    """The run of ``model`` at ``scale``: the scale's architecture for the model, changed by ``variant``. Without
+    positional encoding when the state is carried (the authors' full-context runs use ``--no_pos``; Transformer-XL's
+    positions are relative); the Performer with the scale's m unless the variant sets one."""
     if model not in MODELS or model in ("lstm", "feedforward"):
         raise ValueError(f"unknown language model {model!r}; choose one of "
                          f"{tuple(m for m in MODELS if m not in ('lstm', 'feedforward'))}")
     p = preset(scale)
-    architecture = replace(p.architecture, dropout=p.dropout, feature_map=feature_map, m=p.performer_m)
-    if full_context:
-        architecture = replace(architecture, positional_encoding=False)
+    v = variant.resolved(model, p)
+    if v.version is not None and v.version not in VERSIONS.get(model, ()):
+        raise ValueError(f"{model} has no version {v.version!r}; versions (RFWP Table 4): "
+                         + "; ".join(f"{m} {', '.join(vs)}" for m, vs in VERSIONS.items()))
+    positions = v.positional_encoding if v.positional_encoding is not None else not v.full_context
+    architecture = replace(p.architecture, dropout=p.dropout, feature_map=v.feature_map, m=v.m or p.performer_m,
+                           nu=v.nu, positional_encoding=positions,
+                           normalisation="attention" if v.attention_normalisation else p.architecture.normalisation)
     if model == "transformer_xl":
         architecture = replace(architecture, memory=p.segment_length)
     optimiser = OptimiserConfig(lr=p.lr, warmup_steps=p.warmup_steps, decay="cosine", total_steps=p.steps,
                                 clip=p.clip, accumulate=p.accumulate)
-    return LanguageModellingConfig(p.corpus, model, model_config(model, architecture, vocab_size), optimiser,
-                                   p.batch_size, p.segment_length, full_context, eval_stride=p.eval_stride,
-                                   eval_tokens=p.eval_tokens,
+    return LanguageModellingConfig(p.corpus, model, model_config(model, architecture, vocab_size, v.version),
+                                   optimiser, p.batch_size, p.segment_length, v.full_context,
+                                   eval_stride=p.eval_stride, eval_tokens=p.eval_tokens,
                                    memory_windows=p.transformer_xl_windows if model == "transformer_xl" else (),
                                    stride_check_tokens=p.stride_check_tokens, prompts=p.prompts)
 
 
 def run(model: str, scale: str, seed: int = 0, full_context: bool = False, feature_map: str = "elu",
-        data_dir: str | Path | None = None, corpus_cache: str | Path | None = None, **execute_kwargs):
-    """One run through ``rfwp.train.execute``; ``execute_kwargs``: results_dir, cache_dir, progress, train."""
+        m: int | None = None, nu: int = 1, version: str | None = None, positional_encoding: bool | None = None,
+        attention_normalisation: bool = False, data_dir: str | Path | None = None,
+        corpus_cache: str | Path | None = None, **execute_kwargs):
+    """One run of ``model`` at ``scale`` changed by the ``Variant`` of the keyword arguments between them, through
+    ``rfwp.train.execute``; ``execute_kwargs``: results_dir, cache_dir, progress, train."""
     p = preset(scale)
+    variant = Variant(full_context, feature_map, m, nu, version, positional_encoding,
+                      attention_normalisation).resolved(model, p)
     corpus = corpora.load(p.corpus, data_dir, corpus_cache)
     schedule = Schedule(steps=p.steps, eval_every=p.eval_every, monitor="valid_loss", mode="min")
     make = partial(make_trainer, data_dir=data_dir, cache_dir=corpus_cache)
-    return execute(run_name(p.corpus, model, full_context, feature_map),
-                   config(model, scale, len(corpus.vocabulary), full_context, feature_map), make, schedule,
-                   seed=seed, scale=scale, **execute_kwargs)
+    return execute(run_name(p.corpus, model, variant), config(model, scale, len(corpus.vocabulary), variant), make,
+                   schedule, seed=seed, scale=scale, **execute_kwargs)
 
 
 def parameter_count(model: str, config: ModelConfig) -> int:
