@@ -1,37 +1,42 @@
-"""The runs behind RFWP Table 1 and ICML Tables 2 and 4, as tidy DataFrames: one row per run with its final
-evaluation (``record.final``). ``workers`` trains missing runs in that many single-threaded processes."""
+"""The runs behind RFWP Tables 1 and 4 and ICML Tables 2-5, as tidy DataFrames: one row per run with the fields of
+its ``Variant`` and its final evaluation (``record.final``). ``workers`` trains missing runs in that many
+single-threaded processes. A row is a model and the variant fields that differ from Table 1's."""
 from __future__ import annotations
+
+from dataclasses import asdict
 
 import pandas as pd
 
 from rfwp import analysis
 from rfwp.models import TABLE1_MODELS
-from rfwp.tasks.language_modelling.trainer import run
+from rfwp.tasks.language_modelling.trainer import Variant, run
 
-# (model, full_context, feature_map) of every row
-TABLE1 = [(m, False, "elu") for m in TABLE1_MODELS] + [("delta_rnn", True, "elu"), ("recurrent_delta_net", True, "elu")]
+TABLE1 = [dict(model=m) for m in TABLE1_MODELS] + [dict(model="delta_rnn", full_context=True),
+                                                   dict(model="recurrent_delta_net", full_context=True)]
 # ICML Table 2: sum against delta rule for the Linear Transformer (ELU + 1: Table 1's runs) and the Performer
-ICML_TABLE2 = [("linear_transformer", False, "elu"), ("delta_net", False, "elu"),
-               ("linear_transformer", False, "favor"), ("delta_net", False, "favor")]
+ICML_TABLE2 = [dict(model="linear_transformer"), dict(model="delta_net"),
+               dict(model="linear_transformer", feature_map="favor"), dict(model="delta_net", feature_map="favor")]
 # ICML Table 4: trained and evaluated without truncating the context
-ICML_TABLE4 = [("linear_transformer", True, "elu"), ("delta_net", True, "elu"), ("transformer_xl", True, "elu")]
-ALL_RUNS = list(dict.fromkeys(TABLE1 + ICML_TABLE2 + ICML_TABLE4))
+ICML_TABLE4 = [dict(model=m, full_context=True) for m in ("linear_transformer", "delta_net", "transformer_xl")]
+NOTEBOOK_RUNS = TABLE1 + [row for row in ICML_TABLE2 + ICML_TABLE4 if row not in TABLE1]
 
 
-def _points(rows, scale: str) -> list[dict]:
-    return [{"model": m, "scale": scale, "full_context": full, "feature_map": fm} for m, full, fm in rows]
+def points(rows, scale: str) -> list[dict]:
+    """Each row as ``run``'s keyword arguments: the model, the scale and every field of its variant."""
+    return [{"model": row["model"], "scale": scale, **asdict(Variant(**{k: v for k, v in row.items() if k != "model"}))}
+            for row in rows]
 
 
-def runs(scale: str, rows=ALL_RUNS, seeds=(0,), workers: int = 1) -> pd.DataFrame:
-    """One row per run of ``rows``: model, full_context, feature_map, seed, the final evaluation's metrics
+def runs(scale: str, rows=NOTEBOOK_RUNS, seeds=(0,), workers: int = 1) -> pd.DataFrame:
+    """One row per run of ``rows``: model, the variant's fields, seed, the final evaluation's metrics
     (``valid_perplexity``, ``test_perplexity``, ...), steps trained and wall time in seconds."""
     out = []
-    for point, seed, record in analysis.sweep_records(run, _points(rows, scale), seeds, workers=workers,
+    for point, seed, record in analysis.sweep_records(run, points(rows, scale), seeds, workers=workers,
                                                       desc="language modelling"):
         out.append({**point, "seed": seed, **record.final, "steps": record.steps_done, "wall_time": record.wall_time})
     return pd.DataFrame(out)
 
 
-def learning_curves(scale: str, rows=ALL_RUNS, seeds=(0,), workers: int = 1) -> pd.DataFrame:
+def learning_curves(scale: str, rows=NOTEBOOK_RUNS, seeds=(0,), workers: int = 1) -> pd.DataFrame:
     """One row per evaluation (validation loss during training) of every run of ``rows``."""
-    return analysis.histories(run, _points(rows, scale), seeds, workers=workers, desc="language modelling")
+    return analysis.histories(run, points(rows, scale), seeds, workers=workers, desc="language modelling")
