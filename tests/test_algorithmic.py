@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import rfwp.paper
+from rfwp.models import build_model
 from rfwp.tasks import algorithmic
 from rfwp.tasks.code_execution import claims as code_claims, trainer as code_execution
 from rfwp.tasks.code_execution.presets import PAPER, PAPER_PARAMETERS
@@ -163,3 +164,23 @@ def test_bad_input_is_one_clear_error(make, message):
     with pytest.raises(ValueError) as error:
         make()
     assert message in str(error.value) and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("model, shape, paper", [
+    ("lstm", "table2", 0.4), ("lstm", "wide", 1.3), ("delta_net", "table2", 3.2), ("delta_rnn", "table2", 3.7),
+    ("recurrent_delta_net", "table2", 3.2), ("delta_net", "deep", 1.1), ("delta_rnn", "deep", 1.3),
+    ("recurrent_delta_net", "deep", 1.1)])
+def test_table6_architectures_have_the_papers_parameter_counts(model, shape, paper):
+    """RFWP Table 6 (5 variables): every width and depth at the paper's scale rounds to the paper's count."""
+    dataset = code_execution.CodeExecutionDataset(variables=5, statements=100)
+    with torch.device("meta"):
+        net = build_model(model, algorithmic.model_config(model, code_execution.architecture(model, "paper", shape),
+                                                          dataset))
+    assert round(sum(p.numel() for p in net.parameters()) / 1e6, 1) == paper
+
+
+def test_table6_shapes_belong_to_their_models():
+    with pytest.raises(ValueError, match=r"shape 'deep' is not one of 'lstm'.*\['table2', 'wide'\]"):
+        code_execution.architecture("lstm", "cpu", "deep")
+    deep, table2 = code_execution.architecture("delta_rnn", "cpu", "deep"), code_execution.architecture("delta_rnn", "cpu")
+    assert deep.n_layers == 2 * table2.n_layers and deep.d_model == table2.d_model // 2

@@ -2,12 +2,14 @@
 metrics, and one run of a model at a scale."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from torch import Tensor
 
+from rfwp.models import ModelConfig
 from rfwp.tasks import algorithmic, generated
+from rfwp.tasks.algorithmic import MODELS as ALGORITHMIC_MODELS
 from rfwp.tasks.code_execution import data
 from rfwp.tasks.code_execution.presets import preset
 from rfwp.train import TokenBatch
@@ -54,18 +56,42 @@ class CodeExecutionDataset:
                 "no_output_accuracy": (float(right[silent].sum()), float(silent.sum()))}
 
 
-def config(model: str, variables: int, scale: str, semantics: str = "correct") -> algorithmic.AlgorithmicConfig:
-    """The run of ``model`` on programs over ``variables`` variables at ``scale``."""
+# Table 6's architectures (App. B.2): Table 2's, the Transformer family deeper and thinner, the LSTM wider
+SHAPES = {"table2": ALGORITHMIC_MODELS, "deep": ("delta_net", "delta_rnn", "recurrent_delta_net"), "wide": ("lstm",)}
+
+
+def architecture(model: str, scale: str, shape: str = "table2") -> ModelConfig:
+    """The architecture of ``model`` at ``scale``: Table 2's, or Table 6's "deep" (Transformer family) or "wide"
+    (LSTM) one."""
+    algorithmic.check_model(model)
+    if model not in SHAPES.get(shape, ()):
+        raise ValueError(f"shape {shape!r} is not one of {model!r}'s: choose from "
+                         f"{[s for s, models in SHAPES.items() if model in models]}")
+    p = preset(scale)
+    if shape == "deep":
+        return p.deep
+    if shape == "wide":
+        return replace(p.architecture, lstm_hidden=p.wide_lstm)
+    return p.architecture
+
+
+def config(model: str, variables: int, scale: str, semantics: str = "correct",
+           shape: str = "table2") -> algorithmic.AlgorithmicConfig:
+    """The run of ``model`` on programs over ``variables`` variables at ``scale``, in the architecture ``shape``."""
     p = preset(scale)
     dataset = CodeExecutionDataset(variables, p.statements, semantics, p.sizes)
-    return algorithmic.AlgorithmicConfig(dataset, model, algorithmic.model_config(model, p.architecture, dataset),
+    return algorithmic.AlgorithmicConfig(dataset, model,
+                                         algorithmic.model_config(model, architecture(model, scale, shape), dataset),
                                          algorithmic.optimiser_for(model, p.lr), p.batch_size)
 
 
-def run(model: str, variables: int, scale: str, seed: int, semantics: str = "correct", **execute_kwargs):
+def run(model: str, variables: int, scale: str, seed: int, semantics: str = "correct", shape: str = "table2",
+        **execute_kwargs):
     """One run through ``rfwp.train.execute``, named e.g. "code_execution/N3/delta_rnn" (with "-original" for the
-    authors' semantics); ``execute_kwargs``: results_dir, cache_dir, progress, train."""
+    authors' semantics, "_deep" or "_wide" for Table 6's shapes); ``execute_kwargs``: results_dir, cache_dir,
+    progress, train."""
     p = preset(scale)
-    name = f"code_execution/N{variables}/{model}" + ("" if semantics == "correct" else f"-{semantics}")
-    return algorithmic.run(name, config(model, variables, scale, semantics),
+    name = (f"code_execution/N{variables}/{model}" + ("" if shape == "table2" else f"_{shape}")
+            + ("" if semantics == "correct" else f"-{semantics}"))
+    return algorithmic.run(name, config(model, variables, scale, semantics, shape),
                            algorithmic.selection_schedule(p.steps, p.eval_every), seed, scale, **execute_kwargs)
