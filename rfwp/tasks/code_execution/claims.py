@@ -31,3 +31,22 @@ def check_c4(summary: pd.DataFrame) -> tuple[bool | None, str]:
     if not verdicts:
         return None, "no runs"
     return all(verdicts), "test sequence accuracy, mean over seeds. " + "; ".join(lines)
+
+
+C9 = ("RFWP Table 6: with 5 variables the deeper, thinner Delta RNN (8 layers of 128 in the paper) is more accurate "
+      "and more stable (a smaller std over seeds) than the 4-layer one of Table 2")
+
+
+def check_c9(summary: pd.DataFrame) -> tuple[bool | None, str]:
+    """C9 on ``rfwp.tasks.algorithmic.summary(runs, "shape")`` of the 5-variable runs: the Delta RNN's mean test
+    sequence accuracy higher and its std lower in shape "deep" than in "table2". Decidable (else None) with both
+    shapes run over at least 2 seeds each (a std needs them)."""
+    rows = summary[summary.model == "delta_rnn"].set_index("shape")
+    if not {"deep", "table2"} <= set(rows.index) or (rows.seeds < 2).any():
+        return None, "not decidable: needs the Delta RNN in both shapes with at least 2 seeds each"
+    deep, table2 = rows.loc["deep"], rows.loc["table2"]
+    parts = {"more accurate": deep["mean"] > table2["mean"], "more stable": deep["std"] < table2["std"]}
+    return all(parts.values()), (f"Delta RNN test sequence accuracy, deep {deep['mean']:.1f} ± {deep['std']:.1f}% "
+                                 f"({deep.seeds} seeds) against Table 2's shape {table2['mean']:.1f} ± "
+                                 f"{table2['std']:.1f}% ({table2.seeds} seeds): "
+                                 + "; ".join(f"{p}: {'holds' if h else 'fails'}" for p, h in parts.items()))

@@ -35,3 +35,38 @@ def check_c3(table: pd.DataFrame) -> tuple[bool | None, str]:
     numbers = ", ".join(f"{m}{' + full context' if full else ''} {value:.2f}" for (m, full), value in ppl.items())
     verdicts = "; ".join(f"{part}: {'holds' if holds else 'fails'}" for part, holds in parts.items())
     return all(parts.values()), f"test perplexity: {numbers}. {verdicts}"
+
+
+C8 = ("RFWP Table 4: the Delta RNN's version B is better than version A, and the Delta LSTM's version D is the best "
+      "of its versions A-D")
+C10 = ("ICML Table 5: with d_dot = 256 (not over capacity) the delta rule still beats the sum rule, for the Performer "
+       "and for DPFP")
+
+
+def check_c8(table4: pd.DataFrame) -> tuple[bool | None, str]:
+    """C8 on ``tables.table4``: test perplexity of Delta RNN B below A's, Delta LSTM D's below each of A-C's.
+    Decidable (else None) when all six versions ran."""
+    ppl = table4.set_index(["model", "version"])["test_ppl"]
+    needed = [("Delta RNN", v) for v in "AB"] + [("Delta LSTM", v) for v in "ABCD"]
+    missing = [f"{m} {v}" for m, v in needed if (m, v) not in ppl.index]
+    if missing:
+        return None, f"not decidable: no runs of {', '.join(missing)}"
+    parts = {"Delta RNN B below A": ppl[("Delta RNN", "B")] < ppl[("Delta RNN", "A")],
+             "Delta LSTM D below A, B and C": all(ppl[("Delta LSTM", "D")] < ppl[("Delta LSTM", v)] for v in "ABC")}
+    numbers = ", ".join(f"{m} {v} {ppl[(m, v)]:.2f}" for m, v in needed)
+    return all(parts.values()), (f"test perplexity: {numbers}. "
+                                 + "; ".join(f"{p}: {'holds' if h else 'fails'}" for p, h in parts.items()))
+
+
+def check_c10(table5: pd.DataFrame) -> tuple[bool | None, str]:
+    """C10 on ``tables.icml_table5``: for the Performer and for DPFP the delta rule's test perplexity is below the
+    sum rule's. Decidable (else None) when all four runs exist."""
+    ppl = table5.set_index(["model", "update"])["test_ppl"]
+    needed = [(m, u) for m in ("Performer", "DPFP") for u in ("sum", "delta")]
+    missing = [f"{m} {u}" for m, u in needed if (m, u) not in ppl.index]
+    if missing:
+        return None, f"not decidable: no runs of {', '.join(missing)}"
+    parts = {f"{m}: delta below sum": ppl[(m, "delta")] < ppl[(m, "sum")] for m in ("Performer", "DPFP")}
+    numbers = ", ".join(f"{m} {u} {ppl[(m, u)]:.2f}" for m, u in needed)
+    return all(parts.values()), (f"test perplexity: {numbers}. "
+                                 + "; ".join(f"{p}: {'holds' if h else 'fails'}" for p, h in parts.items()))

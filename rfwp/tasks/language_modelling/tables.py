@@ -152,3 +152,56 @@ def samples(runs: pd.DataFrame) -> tuple[str, list[str]]:
     label = f"{MODELS[best.model].name}{' + full context' if best.full_context else ''}"
     texts = [best[c] for c in sorted(c for c in runs if c.startswith("sample_")) if isinstance(best[c], str)]
     return f"{label} (test perplexity {best.test_perplexity:.1f})", texts
+
+
+def table4(runs: pd.DataFrame) -> pd.DataFrame:
+    """RFWP Table 4: the versions of the Delta RNN, Delta LSTM and Delta MLP, our perplexities beside the paper's,
+    with the paper configuration's parameter count (the Delta MLP's as the authors' code counts it)."""
+    paper = rfwp.paper.table("rfwp", "T4").set_index(["model", "version"])
+    rows = []
+    versions = runs[runs.model.isin(["delta_rnn", "delta_lstm", "delta_mlp"]) & ~runs.full_context]
+    for _, run in versions.iterrows():
+        version = run.version if isinstance(run.version, str) else TABLE1_VERSIONS[run.model]
+        config = lm_small_config(run.model, WIKITEXT103_VOCABULARY, version)
+        params = (parameter_count(run.model, config) + unused_authors_parameters(run.model, config)) / 1e6
+        key = (MODELS[run.model].name, version)
+        rows.append({"model": key[0], "version": version, "valid_ppl": round(run.valid_perplexity, 1),
+                     "test_ppl": round(run.test_perplexity, 1), "paper_config_params_M": round(params, 1),
+                     "paper_valid_ppl": paper.loc[key, "valid_ppl"], "paper_test_ppl": paper.loc[key, "test_ppl"],
+                     "paper_params_M": paper.loc[key, "params_M"]})
+    order = {"Delta RNN": 0, "Delta LSTM": 1, "Delta MLP": 2}
+    table = pd.DataFrame(rows)
+    return (table.assign(order=table.model.map(order)).sort_values(["order", "version"]).drop(columns="order")
+            .reset_index(drop=True))
+
+
+def icml_table3(runs: pd.DataFrame) -> pd.DataFrame:
+    """ICML Table 3: the Delta Net with and without absolute positions and attention normalisation."""
+    paper = rfwp.paper.table("icml", "T3").set_index(["position_encoding", "attention_normalisation"])
+    delta_net = runs[(runs.model == "delta_net") & ~runs.full_context & (runs.feature_map == "elu")]
+    rows = []
+    for _, run in delta_net.iterrows():
+        positions = run.positional_encoding if isinstance(run.positional_encoding, bool) else True
+        key = ("yes" if positions else "no", "yes" if run.attention_normalisation else "no")
+        rows.append({"position_encoding": key[0], "attention_normalisation": key[1],
+                     "valid_ppl": round(run.valid_perplexity, 1), "test_ppl": round(run.test_perplexity, 1),
+                     "paper_medium_valid_ppl": paper.loc[key, "valid_ppl"],
+                     "paper_medium_test_ppl": paper.loc[key, "test_ppl"]})
+    return pd.DataFrame(rows).sort_values(["attention_normalisation", "position_encoding"],
+                                          ascending=False).reset_index(drop=True)
+
+
+def icml_table5(runs: pd.DataFrame, m: int, nu: int) -> pd.DataFrame:
+    """ICML Table 5: the Performer (FAVOR+ with ``m`` features) and DPFP-``nu`` with the sum rule (the Linear
+    Transformer's) and the delta rule (the Delta Net's), beside the paper's."""
+    paper = rfwp.paper.table("icml", "T5").set_index(["model", "update"])
+    rows = []
+    for feature_map, name, field, value in (("favor", "Performer", "m", m), ("dpfp", "DPFP", "nu", nu)):
+        chosen = runs[(runs.feature_map == feature_map) & (runs[field] == value) & ~runs.full_context]
+        for _, run in chosen.iterrows():
+            update = {"linear_transformer": "sum", "delta_net": "delta"}[run.model]
+            rows.append({"model": name, "update": update, "valid_ppl": round(run.valid_perplexity, 1),
+                         "test_ppl": round(run.test_perplexity, 1),
+                         "paper_valid_ppl": paper.loc[(name, update), "valid_ppl"],
+                         "paper_test_ppl": paper.loc[(name, update), "test_ppl"]})
+    return pd.DataFrame(rows)
