@@ -27,3 +27,17 @@ def learning_curves(scale: str, seeds=None, workers: int = 1, semantics: str = "
     """One row per evaluation of every run of ``table2_runs``."""
     return pd.concat([analysis.histories(run, points, s, workers=workers, desc=f"code execution, N = {n}")
                       for n, points, s in _grid(scale, seeds, semantics)], ignore_index=True)
+
+
+# RFWP Table 6 (App. B.2), 5 variables: the LSTM of Table 2 and a wider one; the delta-rule models in Table 2's
+# architecture and deeper and thinner (the "table2" runs are Table 2's own)
+TABLE6 = [("lstm", "table2"), ("lstm", "wide")] + [(m, shape) for shape in ("table2", "deep")
+                                                   for m in ("delta_net", "delta_rnn", "recurrent_delta_net")]
+
+
+def table6_runs(scale: str, seeds=None, workers: int = 1) -> pd.DataFrame:
+    """One row per run of Table 6 (model, shape, seed, the selected evaluation's metrics), 5 variables, with the
+    preset's 5-variable seeds unless ``seeds`` (seed 0 where the scale runs no 5-variable programs)."""
+    seeds = seeds or preset(scale).seeds.get(5, (0,))
+    points = [{"model": m, "variables": 5, "scale": scale, "shape": shape} for m, shape in TABLE6]
+    return analysis.sweep(run, points, seeds, workers=workers, desc="code execution, Table 6")

@@ -9,6 +9,7 @@ import pandas as pd
 
 from rfwp import analysis
 from rfwp.models import TABLE1_MODELS
+from rfwp.tasks.language_modelling.presets import preset
 from rfwp.tasks.language_modelling.trainer import Variant, run
 
 TABLE1 = [dict(model=m) for m in TABLE1_MODELS] + [dict(model="delta_rnn", full_context=True),
@@ -40,3 +41,19 @@ def runs(scale: str, rows=NOTEBOOK_RUNS, seeds=(0,), workers: int = 1) -> pd.Dat
 def learning_curves(scale: str, rows=NOTEBOOK_RUNS, seeds=(0,), workers: int = 1) -> pd.DataFrame:
     """One row per evaluation (validation loss during training) of every run of ``rows``."""
     return analysis.histories(run, points(rows, scale), seeds, workers=workers, desc="language modelling")
+
+
+# RFWP Table 4: every version of the Delta RNN, Delta LSTM and Delta MLP (Table 1's are its B, D and B)
+TABLE4 = ([dict(model="delta_rnn", version=v) for v in "AB"] + [dict(model="delta_lstm", version=v) for v in "ABCD"]
+          + [dict(model="delta_mlp", version=v) for v in "AB"])
+# ICML Table 3: the Delta Net with and without absolute positions and attention normalisation
+ICML_TABLE3 = [dict(model="delta_net", positional_encoding=p, attention_normalisation=a)
+               for a in (True, False) for p in (True, False)]
+
+
+def icml_table5(scale: str) -> list[dict]:
+    """ICML Table 5's rows: the Performer and DPFP with the sum and the delta rule at d_dot = 2 d_head per head
+    (the paper's m = 16 and ν = 1 with heads of 16: d_dot 256 over 8 heads), at ``scale``'s head size."""
+    m = preset(scale).architecture.head_size
+    return [dict(model=model, feature_map="favor", m=m) for model in ("linear_transformer", "delta_net")] + [
+        dict(model=model, feature_map="dpfp", nu=1) for model in ("linear_transformer", "delta_net")]
