@@ -135,9 +135,12 @@ def plot_curves(curves: pd.DataFrame):
     return fig
 
 
-def benchmark(path: str | Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+BENCHMARK = REPO_ROOT / "results" / "benchmarks" / "lm.json"
+
+
+def benchmark(path: str | Path = BENCHMARK) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The speed and memory tables ``python -m benchmarks.lm`` wrote (default: results/benchmarks/lm.json)."""
-    path = Path(path) if path is not None else REPO_ROOT / "results" / "benchmarks" / "lm.json"
+    path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no {path}: run `python -m benchmarks.lm` (or `make benchmark`) first")
     result = json.loads(path.read_text())
