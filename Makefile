@@ -35,10 +35,10 @@ BIBLE := /usr/bin/diatheke /usr/share/sword/mods.d/engWEB2015eb.conf /usr/share/
 $(BIBLE):
 	apt-get update -qq && apt-get install -y -qq diatheke sword-text-web sword-text-sparv > /dev/null
 
-# Unit tests (the browser test included), then every notebook at its default smoke scale under nbval
+# Unit tests (the browser test included; two workers), then every notebook at its default smoke scale under nbval
 # (outputs are not compared, --nbval-lax; smoke runs write only under the git-ignored results/smoke/).
 test: venv $(CHROMIUM) $(BIBLE)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n 2 tests
 	$(PY) -m pytest -q --nbval-lax --nbval-current-env notebooks
 
 # Every notebook at SCALE (recorded runs are reused: a few minutes when every record is committed), then the
