@@ -3,7 +3,7 @@
     python -m benchmarks.lm [--out results/benchmarks]      # about 10 minutes on 2 idle cores
     python -m benchmarks.lm --quick --out /tmp/bench         # seconds: every code path on tiny sizes (for the tests)
 
-Speed: training tokens/s (forward, backward, clipping and the Adam step, ``SequenceTrainer.train_step``) of every
+Speed: training tokens/s (forward, backward, clipping and the Adam step: ``SequenceTrainer.train_step`` as the language-model runs take it) of every
 model of RFWP Table 1 at the paper's configuration (LM_SMALL at WikiText-103's vocabulary, adaptive softmax; a
 batch of 2 segments of 256 instead of 96, which would not fit the time) and at the cpu scale's (its architecture,
 batch and the Shakespeare vocabulary), each as a ratio to the Transformer measured in the same run, beside the
@@ -50,7 +50,7 @@ def _trainer(setting: str, model: str, batch: int | None, length: int):
         batch = batch or scale.batch_size
     stream = torch.randint(config.vocab_size, (batch * length * 4 + 1,))
     trainer = SequenceTrainer(build_model(model, config), OptimiserConfig(lr=1e-4, clip=0.25),
-                              ContiguousSegments(stream, batch, length), {})
+                              ContiguousSegments(stream, batch, length), {}, score_targets=True)
     return trainer, batch
 
 

@@ -166,7 +166,7 @@ class AdaptiveSoftmax(nn.Module):
         each tail cluster's softmax only where the target is in that cluster (the adaptive softmax's saving)."""
         shortlist = F.linear(h, self.words.weight[:self.shortlist], self.words.bias[:self.shortlist])
         head = torch.cat([shortlist, self.clusters(h)], dim=-1).log_softmax(-1)
-        cluster = torch.bucketize(targets, self.cutoffs, right=True)  # 0: shortlist, i ≥ 1: tail cluster i
+        cluster = torch.bucketize(targets.contiguous(), self.cutoffs, right=True)  # 0: shortlist, i ≥ 1: tail i
         head_index = torch.where(cluster == 0, targets, self.shortlist + cluster - 1)
         log_p = head.gather(-1, head_index.unsqueeze(-1)).squeeze(-1)
         for i, (a, b) in enumerate(self.tails, 1):
@@ -250,20 +250,27 @@ class SequenceModel(nn.Module):
                 if isinstance(module, (nn.Linear, nn.LayerNorm)) and module.bias is not None:
                     nn.init.zeros_(module.bias)
 
-    def forward(self, x: Tensor, state: SequenceState | None = None, reset: Tensor | None = None):
+    def forward(self, x: Tensor, state: SequenceState | None = None, reset: Tensor | None = None,
+                targets: Tensor | None = None):
+        """The logits and the state; with ``targets`` (batch, length), −log p(targets) in place of the logits
+        (``nll``: through forward, so that DistributedDataParallel, which wraps forward, trains it too)."""
         h, state = self.features(x, state, reset)
-        return self.head(h), state
+        if targets is None:
+            return self.head(h), state
+        return self._nll(h, targets), state
 
     def nll(self, x: Tensor, targets: Tensor, state: SequenceState | None = None, reset: Tensor | None = None):
         """−log p(targets) (batch, length) and the state; with the adaptive softmax without computing the
         log-probabilities of every word (what cross-entropy on forward's logits gives, at less cost)."""
-        h, state = self.features(x, state, reset)
+        return self(x, state, reset, targets)
+
+    def _nll(self, h: Tensor, targets: Tensor) -> Tensor:
         if targets.shape != h.shape[:2]:
             raise ValueError(f"targets must have the shape (batch, length) = {tuple(h.shape[:2])} of the inputs; "
                              f"got {tuple(targets.shape)}")
         if isinstance(self.head, AdaptiveSoftmax):
-            return self.head.nll(h, targets), state
-        return F.cross_entropy(self.head(h).transpose(1, 2), targets, reduction="none"), state
+            return self.head.nll(h, targets)
+        return F.cross_entropy(self.head(h).transpose(1, 2), targets, reduction="none")
 
     def features(self, x: Tensor, state: SequenceState | None = None, reset: Tensor | None = None):
         """The head's input (batch, length, d_model): the last block's output after the final layer norm."""

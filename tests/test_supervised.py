@@ -224,3 +224,27 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
     assert resumed.resumed_from == 8
     assert resumed.history.drop(columns="wall_time").equals(whole.history.drop(columns="wall_time"))
     assert list(whole.history.tokens) == [4 * 8 * 6, 8 * 8 * 6, 12 * 8 * 6]   # tokens seen, counted by execute
+
+
+def test_scoring_targets_in_the_model_equals_the_loss_on_its_logits():
+    """score_targets (the model's own −log p(targets): an adaptive softmax that computes no other word's probability)
+    gives the step, the gradients and the evaluation of cross-entropy on the full log-probabilities."""
+    config = ModelConfig(d_model=16, n_layers=1, n_heads=2, d_ff=32, dropout=0.0, vocab_size=VOCAB,
+                         tie_embeddings=True, adaptive_cutoffs=(4, 8))
+    tokens = torch.randint(VOCAB, (4 * 12 + 1,), generator=torch.Generator().manual_seed(5))
+    results = []
+    for score_targets in (False, True):
+        torch.manual_seed(0)
+        trainer = SequenceTrainer(build_model("delta_rnn", config), OptimiserConfig(lr=0.0),
+                                  ContiguousSegments(tokens, 4, 6), {"valid": list(ContiguousSegments(tokens, 2, 6))},
+                                  carry_state=True, score_targets=score_targets)
+        step = trainer.train_step(0)
+        results.append((step["loss"], [p.grad.clone() for p in trainer.model.parameters()], trainer.evaluate()))
+    (loss, grads, evaluation), (loss_scored, grads_scored, evaluation_scored) = results
+    assert loss == pytest.approx(loss_scored, rel=1e-6)
+    for a, b in zip(grads, grads_scored):
+        torch.testing.assert_close(a, b)
+    assert evaluation["valid_loss"] == pytest.approx(evaluation_scored["valid_loss"], rel=1e-6)
+    with pytest.raises(ValueError, match="score_targets gives the metrics no logits"):
+        SequenceTrainer(build_model("delta_rnn", config), OptimiserConfig(), ContiguousSegments(tokens, 4, 6), {},
+                        metrics=lambda logits, batch: {}, score_targets=True)

@@ -6,7 +6,9 @@
     execute(name, config, lambda config, seed: trainer,
             Schedule(steps=..., monitor="valid_sequence_accuracy", mode="max"), seed=seed, scale=scale)
 
-A ``TokenBatch`` holds inputs and targets (batch, length) and a mask of the positions that are scored.
+A ``TokenBatch`` holds inputs and targets (batch, length) and a mask of the positions that are scored. With
+``score_targets`` the model scores the targets itself (``forward(..., targets=)`` returns −log p(targets), as
+``SequenceModel``'s does), so that an adaptive softmax never computes the probability of every word.
 Each optimiser step takes ``accumulate`` batches from the training stream (gradient accumulation, exact:
 the loss is the mean over every scored token of all of them), clips the global gradient norm, steps Adam
 and the learning-rate schedule (linear warm-up, then constant or cosine decay). With ``carry_state`` the
@@ -209,9 +211,11 @@ class SequenceTrainer:
 
     def __init__(self, model: nn.Module, optimiser: OptimiserConfig, train: BatchStream,
                  evaluation: dict[str, Iterable[TokenBatch]], metrics: Metrics | None = None,
-                 carry_state: bool = False):
+                 carry_state: bool = False, score_targets: bool = False):
+        if score_targets and metrics is not None:
+            raise ValueError("score_targets gives the metrics no logits: use one or the other")
         self.model, self.config, self.train, self.evaluation = model, optimiser, train, evaluation
-        self.metrics, self.carry_state = metrics, carry_state
+        self.metrics, self.carry_state, self.score_targets = metrics, carry_state, score_targets
         self.optimiser = torch.optim.Adam(model.parameters(), lr=optimiser.lr, betas=optimiser.betas,
                                           eps=optimiser.eps)
         self.schedule = torch.optim.lr_scheduler.LambdaLR(self.optimiser, optimiser.factor)
@@ -220,8 +224,15 @@ class SequenceTrainer:
         self.replica = distributed.wrap(model)
 
     def _forward(self, model: nn.Module, batch: TokenBatch, state):
-        logits, state = model(batch.inputs, state, batch.reset)
-        return logits, (detach_state(state) if self.carry_state else None)
+        """The loss summed over the batch's scored positions, their number, the logits (None with
+        ``score_targets``) and the state to carry."""
+        if self.score_targets:
+            nll, state = model(batch.inputs, state, batch.reset, targets=batch.targets)
+            loss, count, logits = nll[batch.mask].sum(), batch.mask.sum(), None
+        else:
+            logits, state = model(batch.inputs, state, batch.reset)
+            loss, count = token_loss(logits, batch)
+        return loss, count, logits, (detach_state(state) if self.carry_state else None)
 
     def train_step(self, step: int) -> dict[str, float]:
         self.replica.train()
@@ -238,8 +249,7 @@ class SequenceTrainer:
             # DDP averages over the processes in the last batch's backward pass; the ones before only add to .grad
             syncs = i == len(batches) - 1 or self.replica is self.model
             with nullcontext() if syncs else self.replica.no_sync():
-                logits, self.state = self._forward(self.replica, batch, self.state)
-                loss, _ = token_loss(logits, batch)
+                loss, _, _, self.state = self._forward(self.replica, batch, self.state)
                 (loss * processes / total).backward()
             loss_sum += loss.item()
         metrics = {"loss": distributed.all_sum(loss_sum) / total, "lr": self.optimiser.param_groups[0]["lr"]}
@@ -259,8 +269,7 @@ class SequenceTrainer:
             state = None
             for batch in batches:
                 batch = _to(batch, self.device)
-                logits, state = self._forward(self.model, batch, state)
-                loss, count = token_loss(logits, batch)
+                loss, count, logits, state = self._forward(self.model, batch, state)
                 sums["loss"][0] += loss.item()
                 sums["loss"][1] += count.item()
                 for name, (total, n) in (self.metrics(logits, batch) if self.metrics else {}).items():

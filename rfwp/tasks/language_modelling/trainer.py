@@ -70,7 +70,7 @@ class LanguageModellingTrainer(SequenceTrainer):
                          ContiguousSegments(corpus.train, config.batch_size, config.segment_length, **columns),
                          {"valid": ContiguousSegments(corpus.valid[:config.eval_tokens], config.eval_batch_size,
                                                       config.segment_length)},
-                         carry_state=config.full_context)
+                         carry_state=config.full_context, score_targets=True)
 
     def final_evaluate(self) -> dict[str, float]:
         """Valid and test perplexity of the trained model with batch 1 (App. A.1); for Transformer-XL also test
