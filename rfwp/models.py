@@ -270,7 +270,8 @@ class SequenceModel(nn.Module):
                              f"got {tuple(targets.shape)}")
         if isinstance(self.head, AdaptiveSoftmax):
             return self.head.nll(h, targets)
-        return F.cross_entropy(self.head(h).transpose(1, 2), targets, reduction="none")
+        logits = self.head(h)
+        return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none").view_as(targets)
 
     def features(self, x: Tensor, state: SequenceState | None = None, reset: Tensor | None = None):
         """The head's input (batch, length, d_model): the last block's output after the final layer norm."""
