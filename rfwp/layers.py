@@ -426,6 +426,15 @@ class SoftmaxAttention(MultiHeadLayer):
         return AttentionCache(k, v, valid)
 
 
+def shift_rows(x: Tensor) -> Tensor:
+    """Row i of x (..., L, K) moved left by L − 1 − i: out[..., i, j] = x[..., i, j + L − 1 − i] wherever that column
+    exists (the rest, j > K − L + i, is what causal attention masks). Transformer-XL's shift (Dai et al. App. B),
+    by padding and reshaping: no gather, whose backward is a slow scatter."""
+    *batch, L, K = x.shape
+    padded = F.pad(x, (1, 0)).view(*batch, K + 1, L)
+    return padded[..., 1:, :].reshape(*batch, L, K)
+
+
 class TransformerXLMemory(NamedTuple):
     h: Tensor      # (B, M, d_model) the layer's inputs at the last M steps
     valid: Tensor  # (B, M) bool: False for steps before the last reset of that row
@@ -468,12 +477,11 @@ class RelativeAttention(MultiHeadLayer):
         h = torch.where(mask.any(1)[..., None], torch.cat([state.h, x], dim=1), 0.0)
         q, k, v = self.slow_net(h, None)
         q = q[:, :, M:]
-        # W_R r for the distances 0 … K − 1; query i (step M + i among the keys) takes distance M + i − j to key j
-        r = self.relative(sinusoidal_encoding(torch.arange(K, device=x.device), self.d_model, x.dtype))
-        r = r.view(K, self.n_heads, self.d_head).transpose(0, 1)
-        distance = (torch.arange(M, K, device=x.device)[:, None] - torch.arange(K, device=x.device)).clamp(min=0)
-        position = ((q + self.position_bias) @ r.transpose(-1, -2)).gather(-1, distance.expand(B, self.n_heads, L, K))
-        scores = (position / math.sqrt(self.d_head)).masked_fill(~mask[:, None], -math.inf)
+        # W_R r for the distances K − 1, …, 0: column c of (q + v)·W_R r holds distance K − 1 − c, and query i
+        # (step M + i among the keys) needs distance M + i − j at key j, column L − 1 − i + j
+        r = self.relative(sinusoidal_encoding(torch.arange(K - 1, -1, -1, device=x.device), self.d_model, x.dtype))
+        position = (q + self.position_bias) @ r.view(K, self.n_heads, self.d_head).permute(1, 2, 0)
+        scores = (shift_rows(position) / math.sqrt(self.d_head)).masked_fill(~mask[:, None], -math.inf)
         y = F.scaled_dot_product_attention(q + self.content_bias, k, v, attn_mask=scores)
         return self.project_out(y), self._remember(h, valid)
 
