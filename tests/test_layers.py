@@ -335,3 +335,12 @@ def test_reset_of_wrong_shape_or_dtype():
 def test_bad_layer_arguments(make, message):
     with pytest.raises(ValueError, match=message):
         make()
+
+
+def test_shift_rows_moves_row_i_left_by_length_minus_one_minus_i():
+    from rfwp.layers import shift_rows
+    x = torch.arange(2 * 3 * 7, dtype=torch.float64).view(2, 3, 7)   # L = 3 queries, K = 7 keys
+    out = shift_rows(x)
+    for i in range(3):
+        for j in range(7 - 3 + i + 1):   # the columns a causal query i (step 4 + i) sees
+            assert torch.equal(out[:, i, j], x[:, i, j + 3 - 1 - i])
