@@ -160,3 +160,10 @@ def test_errors():
         model(frames, reward, done.float())
     with pytest.raises(ValueError, match="done must be a bool tensor"):
         model(frames, reward, done[:1])
+
+
+def test_the_delta_rnn_core_reads_queries_and_keys_through_a_softmax_as_the_authors_rl_code():
+    from rfwp.feature_maps import FeatureMap
+    maps = {core: {m.name for m in AtariAgent(A, core).modules() if isinstance(m, FeatureMap)}
+            for core in ("delta_rnn", "delta_net")}
+    assert maps["delta_rnn"] >= {"softmax"} and "elu" not in maps["delta_rnn"] and maps["delta_net"] == {"elu"}

@@ -148,6 +148,10 @@ class LSTMCore(nn.Module):
         return self.head(torch.cat(outs)), state
 
 
+# The authors' RL cores (original-code.md §3): the Delta RNN's queries and keys through a softmax, not ELU + 1.
+RL_FEATURE_MAPS = {"delta_rnn": "softmax"}
+
+
 class FastWeightCore(nn.Module):
     """A fast weight model of ``rfwp.models`` (batch-first) with d_input = 257: its input Linear is the authors'
     Linear(257 → d_model), its final layer norm and Linear(d_model → num_actions + 1) the heads.
@@ -155,7 +159,8 @@ class FastWeightCore(nn.Module):
 
     def __init__(self, name: str, config: ModelConfig, n_outputs: int):
         super().__init__()
-        self.model = build_model(name, replace(config, d_input=CORE_INPUT, n_outputs=n_outputs))
+        feature_map = RL_FEATURE_MAPS.get(name, config.feature_map)
+        self.model = build_model(name, replace(config, d_input=CORE_INPUT, n_outputs=n_outputs, feature_map=feature_map))
 
     def forward(self, x: Tensor, done: Tensor, state=None):
         out, state = self.model(x.transpose(0, 1), state, done.transpose(0, 1))
