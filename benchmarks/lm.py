@@ -3,11 +3,13 @@
     python -m benchmarks.lm [--out results/benchmarks]      # about 10 minutes on 2 idle cores
     python -m benchmarks.lm --quick --out /tmp/bench         # seconds: every code path on tiny sizes (for the tests)
 
-Speed: training tokens/s (forward, backward, clipping and the Adam step: ``SequenceTrainer.train_step`` as the language-model runs take it) of every
+Speed: training tokens/s (forward, backward, clipping and the Adam step: ``SequenceTrainer.train_step`` as the
+language-model runs take it) of every
 model of RFWP Table 1 at the paper's configuration (LM_SMALL at WikiText-103's vocabulary, adaptive softmax; a
 batch of 2 segments of 256 instead of 96, which would not fit the time) and at the cpu scale's (its architecture,
 batch and the Shakespeare vocabulary), each as a ratio to the Transformer measured in the same run, beside the
-paper's GPU figures. Memory: the peak resident memory of one forward and backward pass of the Transformer and the Delta Net at
+paper's GPU figures. Memory: the peak resident memory of one forward and backward pass of the Transformer and the
+Delta Net at
 the cpu architecture, batch 1, against the segment length (256, 1024, 4096), and the size of the state each
 carries to the next segment: the Transformer's cache of keys and values grows with the context, the fast weights
 do not. Each case runs in a fresh process (its peak memory is its own). Writes lm.json and lm.md.

@@ -182,5 +182,6 @@ def test_table6_architectures_have_the_papers_parameter_counts(model, shape, pap
 def test_table6_shapes_belong_to_their_models():
     with pytest.raises(ValueError, match=r"shape 'deep' is not one of 'lstm'.*\['table2', 'wide'\]"):
         code_execution.architecture("lstm", "cpu", "deep")
-    deep, table2 = code_execution.architecture("delta_rnn", "cpu", "deep"), code_execution.architecture("delta_rnn", "cpu")
+    deep = code_execution.architecture("delta_rnn", "cpu", "deep")
+    table2 = code_execution.architecture("delta_rnn", "cpu")
     assert deep.n_layers == 2 * table2.n_layers and deep.d_model == table2.d_model // 2

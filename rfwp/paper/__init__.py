@@ -86,7 +86,8 @@ def stated(paper: str, topic: str) -> pd.DataFrame:
     _check_paper(paper)
     name = f"{paper}_{topic}.csv"
     if not resources.files(__name__).joinpath(name).is_file():
-        raise FileNotFoundError(f"no numbers of {PAPERS[paper]['short']} on {topic!r} are transcribed (no rfwp/paper/{name})")
+        raise FileNotFoundError(f"no numbers of {PAPERS[paper]['short']} on {topic!r} are transcribed "
+                                f"(no rfwp/paper/{name})")
     df, notes = _read(name)
     df.insert(0, "source", "paper")
     df.attrs["notes"] = notes

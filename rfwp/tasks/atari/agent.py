@@ -160,7 +160,8 @@ class FastWeightCore(nn.Module):
     def __init__(self, name: str, config: ModelConfig, n_outputs: int):
         super().__init__()
         feature_map = RL_FEATURE_MAPS.get(name, config.feature_map)
-        self.model = build_model(name, replace(config, d_input=CORE_INPUT, n_outputs=n_outputs, feature_map=feature_map))
+        self.model = build_model(name, replace(config, d_input=CORE_INPUT, n_outputs=n_outputs,
+                                               feature_map=feature_map))
 
     def forward(self, x: Tensor, done: Tensor, state=None):
         out, state = self.model(x.transpose(0, 1), state, done.transpose(0, 1))

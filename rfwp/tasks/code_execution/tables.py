@@ -22,7 +22,8 @@ def table6(runs: pd.DataFrame, scale: str) -> pd.DataFrame:
     paper = rfwp.paper.table("rfwp", "T6")
     ours = algorithmic.summary(runs, "shape")
     dataset = CodeExecutionDataset(variables=5, statements=100)
-    ours = ours.assign(order=[TABLE6.index((m, shape)) for m, shape in zip(ours.model, ours["shape"])]).sort_values("order")
+    order = [TABLE6.index((m, shape)) for m, shape in zip(ours.model, ours["shape"])]
+    ours = ours.assign(order=order).sort_values("order")
     rows = []
     for _, row in ours.iterrows():
         config = architecture(row.model, scale, row["shape"])

@@ -30,7 +30,8 @@ def check_c3(table: pd.DataFrame) -> tuple[bool | None, str]:
         "Delta Net below the Linear Transformer": delta_net < lt,
         **{f"{m} no worse than the Delta Net (within {NO_WORSE_MARGIN:.0%})":
            truncated[m] <= delta_net * (1 + NO_WORSE_MARGIN) for m in ("delta_rnn", "delta_lstm")},
-        **{f"{m} + full context below {m}": ppl[(m, True)] < truncated[m] for m in ("delta_rnn", "recurrent_delta_net")},
+        **{f"{m} + full context below {m}": ppl[(m, True)] < truncated[m]
+           for m in ("delta_rnn", "recurrent_delta_net")},
     }
     numbers = ", ".join(f"{m}{' + full context' if full else ''} {value:.2f}" for (m, full), value in ppl.items())
     verdicts = "; ".join(f"{part}: {'holds' if holds else 'fails'}" for part, holds in parts.items())

@@ -65,7 +65,8 @@ def table1(runs: pd.DataFrame) -> pd.DataFrame:
 def icml_table2(runs: pd.DataFrame) -> pd.DataFrame:
     """ICML Table 2 (small setting): sum against delta rule, for φ = ELU + 1 (Linear) and FAVOR+ (Performer)."""
     paper = rfwp.paper.table("icml", "T2").set_index(["model", "update"])
-    kinds = {("linear_transformer", "elu"): ("Linear Transformer", "sum"), ("delta_net", "elu"): ("Delta Network", "delta"),
+    kinds = {("linear_transformer", "elu"): ("Linear Transformer", "sum"),
+             ("delta_net", "elu"): ("Delta Network", "delta"),
              ("linear_transformer", "favor"): ("Performer", "sum"), ("delta_net", "favor"): ("Performer", "delta")}
     rows = []
     for _, run in runs[~runs.full_context].iterrows():
@@ -73,7 +74,8 @@ def icml_table2(runs: pd.DataFrame) -> pd.DataFrame:
         if key is None:
             continue
         rows.append({"model": key[0], "update": key[1], "valid_ppl": round(run.valid_perplexity, 1),
-                     "test_ppl": round(run.test_perplexity, 1), "paper_small_valid_ppl": paper.loc[key, "small_valid_ppl"],
+                     "test_ppl": round(run.test_perplexity, 1),
+                     "paper_small_valid_ppl": paper.loc[key, "small_valid_ppl"],
                      "paper_small_test_ppl": paper.loc[key, "small_test_ppl"]})
     return pd.DataFrame(rows)
 

@@ -123,7 +123,8 @@ def make_trainer(config: LanguageModellingConfig, seed: int, data_dir: str | Pat
 
 
 # RFWP Table 4's versions of each model
-VERSIONS = {"delta_rnn": DELTA_RNN_VERSIONS, "delta_lstm": DELTA_LSTM_VERSIONS, "delta_mlp": tuple(DELTA_MLP_FAST_LAYERS)}
+VERSIONS = {"delta_rnn": DELTA_RNN_VERSIONS, "delta_lstm": DELTA_LSTM_VERSIONS,
+            "delta_mlp": tuple(DELTA_MLP_FAST_LAYERS)}
 
 
 @dataclass(frozen=True)
