@@ -16,7 +16,6 @@ import argparse
 import json
 import platform
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from benchmarks.report import markdown_table, rows_table, skipped_row
+from benchmarks.report import markdown_table, rows_table, run_case, skipped_row
 
 ROOT = Path(__file__).resolve().parents[1]
 B, H, D = 8, 8, 32
@@ -111,19 +110,6 @@ def measure(kind: str, name: str, implementation: str, b: int, h: int, L: int, d
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
     return dict(kind=kind, op=name, implementation=implementation, B=b, H=h, L=L, d=d,
                 tokens_per_s=b * L / seconds, peak_mem_MB=peak_kb / 1024, note="")
-
-
-def run_case(args: list[str], threads: int, timeout: float) -> dict | None:
-    cmd = [sys.executable, "-m", "benchmarks.cpu", "--threads", str(threads), "--case", *args]
-    try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
-    except subprocess.TimeoutExpired:
-        print(f"  timed out: {' '.join(args)}", file=sys.stderr)
-        return None
-    if done.returncode != 0:
-        print(f"  failed: {' '.join(args)}\n{done.stderr[-2000:]}", file=sys.stderr)
-        return None
-    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def ratios(rows: list[dict], d: int) -> list[dict]:
@@ -217,8 +203,8 @@ def main(argv: list[str] | None = None):
                                             f"skipped: the run's budget of {args.budget:.0f} s was spent"))
                     continue
                 print(f"{kind:5s} {name:20s} {impl:9s} L={L:5d} d={d_case}", file=sys.stderr, flush=True)
-                row = run_case([kind, name, impl, str(b), str(h), str(L), str(d_case), str(repeats)],
-                               args.threads, args.timeout)
+                row = run_case("benchmarks.cpu", ["--threads", str(args.threads)],
+                               [kind, name, impl, str(b), str(h), str(L), str(d_case), str(repeats)], args.timeout)
                 if row:
                     rows.append(row)
     result = dict(machine=dict(platform=platform.platform(), processor=platform.processor(),

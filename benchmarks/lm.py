@@ -20,7 +20,6 @@ import argparse
 import json
 import platform
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -28,8 +27,10 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from benchmarks.report import run_case
 from rfwp.models import MODELS, TABLE1_MODELS
 from rfwp.results import markdown_table
+from tests.oracle import state_tensors   # every tensor of a state, in order
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEED_BATCH = {"paper": 2, "cpu": None}   # None: the cpu scale's batch
@@ -76,29 +77,8 @@ def memory_case(model: str, length: int) -> dict:
     logits, state = trainer.model(batch.inputs)
     torch.nn.functional.cross_entropy(logits.flatten(0, 1), batch.targets.flatten()).backward()
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
-    carried = sum(t.numel() * t.element_size() for t in _tensors(state.layers))
+    carried = sum(t.numel() * t.element_size() for t in state_tensors(state.layers))
     return dict(model=model, length=length, peak_mem_MB=peak_kb / 1024, state_MB=carried / 2**20)
-
-
-def _tensors(state):
-    if isinstance(state, torch.Tensor):
-        yield state
-    elif isinstance(state, (list, tuple)):
-        for s in state:
-            yield from _tensors(s)
-
-
-def run_case(args: list[str], threads: int, repeats: int, timeout: float) -> dict | None:
-    cmd = [sys.executable, "-m", "benchmarks.lm", "--threads", str(threads), "--repeats", str(repeats), "--case", *args]
-    try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
-    except subprocess.TimeoutExpired:
-        print(f"  timed out: {' '.join(args)}", file=sys.stderr)
-        return None
-    if done.returncode != 0:
-        print(f"  failed: {' '.join(args)}\n{done.stderr[-2000:]}", file=sys.stderr)
-        return None
-    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def speed_table(rows: list[dict]) -> pd.DataFrame:
@@ -145,16 +125,17 @@ def main(argv: list[str] | None = None):
     if args.quick:
         models, lengths, args.repeats, settings = QUICK["models"], QUICK["lengths"], QUICK["repeats"], ("smoke",)
     start = time.perf_counter()
+    options = ["--threads", str(args.threads), "--repeats", str(args.repeats)]
     speed, memory = [], []
     for setting in settings:
         for model in models:
             print(f"speed  {setting:6s} {model}", file=sys.stderr, flush=True)
-            row = run_case(["speed", setting, model], args.threads, args.repeats, args.timeout)
+            row = run_case("benchmarks.lm", options, ["speed", setting, model], args.timeout)
             speed += [row] if row else []
     for model in MEMORY_MODELS:
         for length in lengths:
             print(f"memory {model} L={length}", file=sys.stderr, flush=True)
-            row = run_case(["memory", model, str(length)], args.threads, args.repeats, args.timeout)
+            row = run_case("benchmarks.lm", options, ["memory", model, str(length)], args.timeout)
             memory += [row] if row else []
     result = dict(machine=dict(platform=platform.platform(), threads=args.threads, torch=torch.__version__),
                   speed=speed_table(speed).to_dict(orient="records"), memory=memory)

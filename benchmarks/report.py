@@ -5,11 +5,32 @@ that was not timed has tokens_per_s and peak_mem_MB None and says why in its not
 """
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import pandas as pd
 
 from rfwp.results import markdown_table
 
-__all__ = ["markdown_table", "rows_table", "skipped_row"]
+__all__ = ["markdown_table", "rows_table", "run_case", "skipped_row"]
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_case(module: str, options: list[str], case: list[str], timeout: float) -> dict | None:
+    """``python -m <module> <options> --case <case>`` in a fresh process (so that its peak memory is its own): the
+    JSON row it prints last, or None (said on stderr) if it timed out or failed."""
+    cmd = [sys.executable, "-m", module, *options, "--case", *case]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    except subprocess.TimeoutExpired:
+        print(f"  timed out: {' '.join(case)}", file=sys.stderr)
+        return None
+    if done.returncode != 0:
+        print(f"  failed: {' '.join(case)}\n{done.stderr[-2000:]}", file=sys.stderr)
+        return None
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def skipped_row(kind: str, op: str, implementation: str, B: int, H: int, L: int, d: int, note: str) -> dict:

@@ -374,6 +374,12 @@ def segment_mask(cached_valid: Tensor, reset: Tensor | None, length: int) -> tup
     return causal & (key_segment[:, None, :] == segment[:, :, None]), key_segment == segment[:, -1:]
 
 
+def check_memory(memory: int | None) -> int | None:
+    if memory is not None and memory < 1:
+        raise ValueError(f"memory must be a positive number of past steps or None (unlimited), got {memory}")
+    return memory
+
+
 class AttentionCache(NamedTuple):
     k: Tensor      # (B, H, M, d_head) keys of the last M steps
     v: Tensor      # (B, H, M, d_head) their values
@@ -388,9 +394,7 @@ class SoftmaxAttention(MultiHeadLayer):
 
     def __init__(self, d_model: int, n_heads: int, d_head: int, dropout: float = 0.0, memory: int | None = None):
         super().__init__(d_model, n_heads, d_head, (d_head, d_head, d_head), dropout)
-        if memory is not None and memory < 1:
-            raise ValueError(f"memory must be a positive number of past steps or None (unlimited), got {memory}")
-        self.memory = memory
+        self.memory = check_memory(memory)
 
     def forward(self, x: Tensor, state: AttentionCache | None = None, reset: Tensor | None = None):
         q, k, v = self.slow_net(x, reset)
@@ -455,9 +459,7 @@ class RelativeAttention(MultiHeadLayer):
 
     def __init__(self, d_model: int, n_heads: int, d_head: int, dropout: float = 0.0, memory: int | None = None):
         super().__init__(d_model, n_heads, d_head, (d_head, d_head, d_head), dropout)
-        if memory is not None and memory < 1:
-            raise ValueError(f"memory must be a positive number of past steps or None (unlimited), got {memory}")
-        self.memory = memory
+        self.memory = check_memory(memory)
         self.relative = nn.Linear(d_model, n_heads * d_head, bias=False)   # W_R
         self.content_bias = nn.Parameter(torch.zeros(n_heads, 1, d_head))  # u
         self.position_bias = nn.Parameter(torch.zeros(n_heads, 1, d_head))  # v

@@ -9,6 +9,7 @@ import math
 import pytest
 import torch
 
+from oracle import state_tensors
 from rfwp import ModelConfig, build_model
 from rfwp.train import (ContiguousSegments, OptimiserConfig, Schedule, SequenceTrainer, ShuffledBatches, TokenBatch,
                         execute)
@@ -135,21 +136,13 @@ def test_contiguous_segments_carry_state_like_one_long_sequence():
     trainer = SequenceTrainer(model, OptimiserConfig(lr=0.0), ListStream([first, second]), {}, carry_state=True)
     trainer.train_step(0)
     carried = trainer.state
-    leaves = [t for t in _tensors(carried)]
+    leaves = state_tensors(carried)
     assert leaves and all(t.grad_fn is None and not t.requires_grad for t in leaves)
     with torch.no_grad():
         whole, _ = model(torch.cat([first.inputs, second.inputs], 1))
         split, _ = model(second.inputs, carried, second.reset)
     torch.testing.assert_close(split, whole[:, 5:], rtol=1e-5, atol=1e-6)
     assert stream.next().reset[:, 0].all()                                              # wraps to the start
-
-
-def _tensors(state):
-    if isinstance(state, torch.Tensor):
-        yield state
-    elif isinstance(state, (list, tuple)):
-        for s in state:
-            yield from _tensors(s)
 
 
 def test_shuffled_batches_cover_every_sequence_once_per_epoch():

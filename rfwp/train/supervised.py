@@ -61,28 +61,21 @@ class BatchStream(Protocol):
     def load_state_dict(self, state: dict) -> None: ...
 
 
-class ShuffledBatches:
-    """Epochs over a fixed set of sequences (inputs, targets, mask tensors with the same first axis), each
-    in a new random order from a generator of the stream's own, each batch cut after its last scored position;
-    the last incomplete batch of an epoch is dropped. Resumes where it stopped."""
+class EpochOrder:
+    """Indices 0 … n − 1 taken k at a time, in a new random order every epoch from a generator of its own, seeded
+    with ``seed``; a take that would run past the end starts the next epoch (the rest of the last is dropped).
+    Resumes where it stopped."""
 
-    def __init__(self, inputs: Tensor, targets: Tensor, mask: Tensor, batch_size: int, seed: int):
-        if not len(inputs) == len(targets) == len(mask):
-            raise ValueError(f"inputs, targets and mask need one row per sequence, got {len(inputs)}, "
-                             f"{len(targets)} and {len(mask)}")
-        if not 1 <= batch_size <= len(inputs):
-            raise ValueError(f"batch_size must be between 1 and the {len(inputs)} sequences, got {batch_size}")
-        self.inputs, self.targets, self.mask, self.batch_size = inputs, targets, mask, batch_size
-        self.generator = torch.Generator().manual_seed(seed)
-        self.order, self.position, self.epoch = torch.randperm(len(inputs), generator=self.generator), 0, 0
+    def __init__(self, n: int, seed: int):
+        self.n, self.generator = n, torch.Generator().manual_seed(seed)
+        self.order, self.position, self.epoch = torch.randperm(n, generator=self.generator), 0, 0
 
-    def next(self) -> TokenBatch:
-        if self.position + self.batch_size > len(self.order):
-            self.order, self.position = torch.randperm(len(self.inputs), generator=self.generator), 0
+    def take(self, k: int) -> Tensor:
+        if self.position + k > self.n:
+            self.order, self.position = torch.randperm(self.n, generator=self.generator), 0
             self.epoch += 1
-        rows = self.order[self.position:self.position + self.batch_size]
-        self.position += self.batch_size
-        return to_last_scored(TokenBatch(self.inputs[rows], self.targets[rows], self.mask[rows]))
+        self.position += k
+        return self.order[self.position - k:self.position]
 
     def state_dict(self) -> dict:
         return {"generator": self.generator.get_state(), "order": self.order, "position": self.position,
@@ -91,6 +84,35 @@ class ShuffledBatches:
     def load_state_dict(self, state: dict) -> None:
         self.generator.set_state(state["generator"])
         self.order, self.position, self.epoch = state["order"], state["position"], state["epoch"]
+
+
+class ShuffledBatches:
+    """Epochs over a fixed set of sequences (inputs, targets, mask tensors with the same first axis), each
+    in a new random order from a generator of the stream's own (``EpochOrder``), each batch cut after its last
+    scored position; the last incomplete batch of an epoch is dropped. Resumes where it stopped."""
+
+    def __init__(self, inputs: Tensor, targets: Tensor, mask: Tensor, batch_size: int, seed: int):
+        if not len(inputs) == len(targets) == len(mask):
+            raise ValueError(f"inputs, targets and mask need one row per sequence, got {len(inputs)}, "
+                             f"{len(targets)} and {len(mask)}")
+        if not 1 <= batch_size <= len(inputs):
+            raise ValueError(f"batch_size must be between 1 and the {len(inputs)} sequences, got {batch_size}")
+        self.inputs, self.targets, self.mask, self.batch_size = inputs, targets, mask, batch_size
+        self.order = EpochOrder(len(inputs), seed)
+
+    @property
+    def epoch(self) -> int:
+        return self.order.epoch
+
+    def next(self) -> TokenBatch:
+        rows = self.order.take(self.batch_size)
+        return to_last_scored(TokenBatch(self.inputs[rows], self.targets[rows], self.mask[rows]))
+
+    def state_dict(self) -> dict:
+        return self.order.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.order.load_state_dict(state)
 
 
 class ContiguousSegments:

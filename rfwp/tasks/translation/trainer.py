@@ -47,6 +47,7 @@ from rfwp.tasks.translation.model import Transformer, TranslationConfig, label_s
 from rfwp.tasks.translation.presets import MAX_POSITIONS, attention_config, preset
 from rfwp.tasks.translation.subwords import BOS, EOS, PAD
 from rfwp.train import Schedule, distributed, execute
+from rfwp.train.supervised import EpochOrder
 
 ENCODE_CHUNK = 100_000   # sentences encoded at a time (WMT14's 4.5 M pairs never as one list of lists)
 
@@ -174,28 +175,24 @@ class TokenBudgetStream:
                              f"tokens a side)")
         self.pairs, self.skipped = pairs, len(pairs) - len(kept)
         self.batches = [kept[b] for b in token_budget_batches(source[kept], target[kept], max_tokens)]
-        self.generator = torch.Generator().manual_seed(seed)
-        self.order, self.position, self.epoch = torch.randperm(len(self.batches), generator=self.generator), 0, 0
+        self.order = EpochOrder(len(self.batches), seed)
 
     def __len__(self) -> int:
         """Batches per epoch."""
         return len(self.batches)
 
+    @property
+    def epoch(self) -> int:
+        return self.order.epoch
+
     def next(self) -> PairBatch:
-        if self.position == len(self.order):
-            self.order, self.position = torch.randperm(len(self.batches), generator=self.generator), 0
-            self.epoch += 1
-        batch = collate(self.pairs, self.batches[int(self.order[self.position])])
-        self.position += 1
-        return batch
+        return collate(self.pairs, self.batches[int(self.order.take(1))])
 
     def state_dict(self) -> dict:
-        return {"generator": self.generator.get_state(), "order": self.order, "position": self.position,
-                "epoch": self.epoch}
+        return self.order.state_dict()
 
     def load_state_dict(self, state: dict) -> None:
-        self.generator.set_state(state["generator"])
-        self.order, self.position, self.epoch = state["order"], state["position"], state["epoch"]
+        self.order.load_state_dict(state)
 
 
 def evenly_spaced(n: int, k: int | None) -> np.ndarray:
