@@ -153,3 +153,23 @@ def assert_reset_overwrites_state(op: str, fn, shape=(2, 2, 20, 4, 4), extra=Non
         for name, r in got.items():
             assert torch.isfinite(r).all(), f"{op} {kind}{name} is not finite after a reset of an inf/NaN state"
             torch.testing.assert_close(r, want[name], atol=atol, rtol=rtol, msg=lambda m: f"{op} {kind}{name}: {m}")
+
+
+class Crash(Exception):
+    """A run killed in the middle (raised by ``crashing``'s trainers)."""
+
+
+def crashing(make_trainer, at_step: int):
+    """``make_trainer`` whose trainers raise ``Crash`` when asked for step ``at_step``: a run killed there, to be
+    resumed from its last checkpoint."""
+    def make(config, seed):
+        trainer = make_trainer(config, seed)
+        step = trainer.train_step
+
+        def train_step(s):
+            if s == at_step:
+                raise Crash
+            return step(s)
+        trainer.train_step = train_step
+        return trainer
+    return make

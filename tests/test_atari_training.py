@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
+from oracle import Crash, crashing
 from rfwp.tasks.atari import evaluation
 from rfwp.tasks.atari.actors import (Actor, ActorPool, RayActors, Unroll, cat_unrolls, map_state, split_unroll,
                                      state_batch_dim, zero_state)
@@ -186,10 +187,6 @@ def test_run_through_execute_updates_the_model_with_the_decaying_rate(tmp_path):
     assert record.final["test_capped"] == 2   # Pong games outlast 10 steps
 
 
-class Crash(Exception):
-    pass
-
-
 def test_a_killed_run_resumes_from_its_checkpoint(tmp_path):
     """Killed at update 5 after a checkpoint at 4, the run resumes at 4 with the checkpoint's agent and optimiser
     (those of the uninterrupted run at update 4) and ends at the same update and frame count, with the same
@@ -214,14 +211,9 @@ def test_a_killed_run_resumes_from_its_checkpoint(tmp_path):
     whole = execute("atari/tiny", cfg, make, schedule, seed=0, scale="cpu", results_dir=tmp_path / "a",
                     cache_dir=tmp_path / "ca", progress=False)
 
-    def crashing(cfg, seed):
-        trainer = AtariTrainer(cfg, seed)
-        step = trainer.train_step
-        trainer.train_step = lambda s: (_ for _ in ()).throw(Crash()) if s == 5 else step(s)
-        return trainer
-
     with pytest.raises(Crash):
-        execute("atari/tiny", cfg, crashing, schedule, seed=0, scale="cpu", results_dir=tmp_path / "b",
+        execute("atari/tiny", cfg, crashing(AtariTrainer, at_step=5), schedule, seed=0, scale="cpu",
+                results_dir=tmp_path / "b",
                 cache_dir=tmp_path / "cb", progress=False)
     resumed_trainers = []
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from oracle import Crash, crashing
 from rfwp import ModelConfig, build_model
 from rfwp.train import ContiguousSegments, OptimiserConfig, Schedule, SequenceTrainer, distributed, execute, runs
 
@@ -86,24 +87,11 @@ def run_execute(root: Path) -> dict:
     whole = execute("ddp/toy", RunConfig(), _run_trainer, schedule, seed=0, scale="cpu", results_dir=root / "a",
                     cache_dir=root / "ca", progress=False)
 
-    class Crash(Exception):
-        pass
-
-    def crashing(config, seed):
-        trainer = _run_trainer(config, seed)
-        step = trainer.train_step
-
-        def train_step(s):
-            if s == 4:
-                raise Crash
-            return step(s)
-        trainer.train_step = train_step
-        return trainer
 
     interrupted = dataclasses.replace(schedule, checkpoint_every=3)
     with pytest.raises(Crash):
-        execute("ddp/toy", RunConfig(), crashing, interrupted, seed=0, scale="cpu", results_dir=root / "b",
-                cache_dir=root / "cb", progress=False)
+        execute("ddp/toy", RunConfig(), crashing(_run_trainer, at_step=4), interrupted, seed=0, scale="cpu",
+                results_dir=root / "b", cache_dir=root / "cb", progress=False)
     if distributed.is_main():
         shutil.copy(root / "cb/cpu/ddp/toy/seed0.pt", root / "checkpoint_of_two.pt")
     resumed = execute("ddp/toy", RunConfig(), _run_trainer, interrupted, seed=0, scale="cpu",

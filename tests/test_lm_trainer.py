@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from oracle import assert_same_state
+from oracle import Crash, assert_same_state, crashing
 from rfwp import ModelConfig
 from rfwp.models import detach_state
 from rfwp.tasks.language_modelling import __main__ as command
@@ -98,17 +98,8 @@ def test_killed_full_context_run_resumes_to_the_uninterrupted_record(tmp_path, m
     whole = execute("lm/tiny", cfg, _make, schedule, seed=0, scale="cpu", results_dir=tmp_path / "a",
                     cache_dir=tmp_path / "ca", progress=False)
 
-    class Crash(Exception):
-        pass
-
-    def crashing(config, seed):
-        trainer = _make(config, seed)
-        step = trainer.train_step
-        trainer.train_step = lambda s: (_ for _ in ()).throw(Crash()) if s == 6 else step(s)
-        return trainer
-
     with pytest.raises(Crash):
-        execute("lm/tiny", cfg, crashing, schedule, seed=0, scale="cpu", results_dir=tmp_path / "b",
+        execute("lm/tiny", cfg, crashing(_make, at_step=6), schedule, seed=0, scale="cpu", results_dir=tmp_path / "b",
                 cache_dir=tmp_path / "cb", progress=False)
     resumed = execute("lm/tiny", cfg, _make, schedule, seed=0, scale="cpu", results_dir=tmp_path / "b",
                       cache_dir=tmp_path / "cb", progress=False)

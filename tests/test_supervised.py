@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from oracle import state_tensors
+from oracle import Crash, crashing, state_tensors
 from rfwp import ModelConfig, build_model
 from rfwp.train import (ContiguousSegments, OptimiserConfig, Schedule, SequenceTrainer, ShuffledBatches, TokenBatch,
                         execute)
@@ -195,23 +195,9 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
     interrupted = copy.deepcopy(schedule)
     interrupted.checkpoint_every = 8
 
-    class Crash(Exception):
-        pass
-
-    def crashing(config, seed):
-        trainer = _copy_task(config, seed)
-        step = trainer.train_step
-
-        def train_step(s):
-            if s == 9:
-                raise Crash
-            return step(s)
-        trainer.train_step = train_step
-        return trainer
-
     with pytest.raises(Crash):
-        execute("toy/copy", CopyConfig(), crashing, interrupted, seed=0, scale="cpu", results_dir=tmp_path / "b",
-                cache_dir=tmp_path / "cb", progress=False)
+        execute("toy/copy", CopyConfig(), crashing(_copy_task, at_step=9), interrupted, seed=0, scale="cpu",
+                results_dir=tmp_path / "b", cache_dir=tmp_path / "cb", progress=False)
     resumed = execute("toy/copy", CopyConfig(), _copy_task, interrupted, seed=0, scale="cpu",
                       results_dir=tmp_path / "b", cache_dir=tmp_path / "cb", progress=False)
     assert resumed.resumed_from == 8

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 import torch
 
+from oracle import Crash, crashing
 from rfwp import paper
 from rfwp.tasks.translation import corpus, subwords
 from rfwp.tasks.translation import trainer as trainer_module
@@ -157,17 +158,8 @@ def test_killed_run_resumes_to_the_uninterrupted_record(data, tmp_path):
     whole = execute("translation/numbers/performer", cfg, make, schedule_, seed=1, scale="smoke",
                     results_dir=tmp_path / "a", cache_dir=tmp_path / "ca", progress=False)
 
-    class Crash(Exception):
-        pass
-
-    def crashing(config, seed):
-        trainer = make(config, seed)
-        step = trainer.train_step
-        trainer.train_step = lambda s: (_ for _ in ()).throw(Crash()) if s == 6 else step(s)
-        return trainer
-
     with pytest.raises(Crash):
-        execute("translation/numbers/performer", cfg, crashing, schedule_, seed=1, scale="smoke",
+        execute("translation/numbers/performer", cfg, crashing(make, at_step=6), schedule_, seed=1, scale="smoke",
                 results_dir=tmp_path / "b", cache_dir=tmp_path / "cb", progress=False)
     resumed = execute("translation/numbers/performer", cfg, make, schedule_, seed=1, scale="smoke",
                       results_dir=tmp_path / "b", cache_dir=tmp_path / "cb", progress=False)
