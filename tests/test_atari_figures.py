@@ -57,11 +57,10 @@ def test_only_figure_4s_feedforward_count_and_figure_10s_gaps_disagree_with_the_
     assert best.low[0] <= figures.SIMILAR < best.high[0]
 
 
-@pytest.mark.parametrize("plot", [figures.rdn_vs_lstm, figures.feedforward_vs_lstm, figures.rdn_vs_linear_transformer,
-                                  figures.rdn_vs_delta_net, figures.delta_rnn_vs_lstm, figures.rdn_vs_delta_rnn])
+@pytest.mark.parametrize("name", list(figures.COMPARISONS))
 @pytest.mark.parametrize("steps", figures.STEPS)
-def test_each_figure_has_one_bar_per_game_sorted_by_improvement(plot, steps):
-    fig = plot(steps)
+def test_each_figure_has_one_bar_per_game_sorted_by_improvement(name, steps):
+    fig = figures.paper_figure(figures.figure_ident(name, steps))
     ax = fig.axes[0]
     bars = ax.containers[0]
     games = [label.get_text() for label in ax.get_yticklabels()]
@@ -76,7 +75,7 @@ def test_unknown_figure_or_steps_are_refused():
     with pytest.raises(ValueError, match="F1, F2"):
         figures.paper_improvements("F13")
     with pytest.raises(ValueError, match="million steps"):
-        figures.rdn_vs_lstm(100)
+        figures.figure_ident("rdn_vs_lstm", 100)
 
 
 def record(frames: list[int], wall: list[float], final: dict, test_at=()) -> RunRecord:

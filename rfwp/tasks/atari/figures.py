@@ -1,7 +1,7 @@
 """RFWP Figures 1-12 (Sec. 4.4, App. C) regenerated from the paper's own scores (Tables 7 and 8), and the counts
 the text states about each figure, derived again from those scores.
 
-    fig = rdn_vs_lstm(steps=50)            # Figure 1: the paper's data, one bar per game
+    fig = paper_figure("F1")               # Figure 1: the paper's data, one bar per game
     counts = derived_counts()              # every count the text states, derived vs stated
     best_thresholds()                      # the "similar" thresholds that reproduce the most of the text's counts
 
@@ -155,40 +155,6 @@ def figure_ident(name: str, steps: int) -> str:
         raise ValueError(f"the paper's figures compare {list(COMPARISONS)} after {STEPS} million steps, "
                          f"not {name!r} after {steps!r}")
     return next(i for i, f in FIGURES.items() if f == (name, steps))
-
-
-def _figure(name: str, steps: int, ax=None):
-    return paper_figure(figure_ident(name, steps), ax=ax)
-
-
-def rdn_vs_lstm(steps: int = 50, ax=None):
-    """Figure 1 (50 M steps) or 2 (200 M): the RDN against the LSTM."""
-    return _figure("rdn_vs_lstm", steps, ax)
-
-
-def feedforward_vs_lstm(steps: int = 50, ax=None):
-    """Figure 3 (50 M steps) or 4 (200 M): the feedforward baseline against the LSTM."""
-    return _figure("feedforward_vs_lstm", steps, ax)
-
-
-def rdn_vs_linear_transformer(steps: int = 50, ax=None):
-    """Figure 5 (50 M steps) or 6 (200 M): the RDN against the Linear Transformer."""
-    return _figure("rdn_vs_linear_transformer", steps, ax)
-
-
-def rdn_vs_delta_net(steps: int = 50, ax=None):
-    """Figure 7 (50 M steps) or 8 (200 M): the RDN against the Delta Net."""
-    return _figure("rdn_vs_delta_net", steps, ax)
-
-
-def delta_rnn_vs_lstm(steps: int = 50, ax=None):
-    """Figure 9 (50 M steps) or 10 (200 M): the Delta RNN against the LSTM."""
-    return _figure("delta_rnn_vs_lstm", steps, ax)
-
-
-def rdn_vs_delta_rnn(steps: int = 50, ax=None):
-    """Figure 11 (50 M steps) or 12 (200 M): the RDN against the Delta RNN."""
-    return _figure("rdn_vs_delta_rnn", steps, ax)
 
 
 def plot_comparisons(df: pd.DataFrame, similar: float = SIMILAR):
