@@ -185,3 +185,17 @@ def test_table6_shapes_belong_to_their_models():
     deep = code_execution.architecture("delta_rnn", "cpu", "deep")
     table2 = code_execution.architecture("delta_rnn", "cpu")
     assert deep.n_layers == 2 * table2.n_layers and deep.d_model == table2.d_model // 2
+
+
+def test_learning_curves_put_the_seeds_of_a_step_at_one_point():
+    """Seeds read programs of other lengths, so their token counts at a step differ; the curve still has one
+    point per evaluation step (the mean over seeds), not one per seed's token count."""
+    import matplotlib.pyplot as plt
+    histories = pd.DataFrame([dict(model=m, variables=3, seed=seed, step=step, tokens=100 * step + seed,
+                                   valid_sequence_accuracy=0.1 * step)
+                              for m in ("lstm", "delta_net") for seed in (0, 1, 2) for step in (1, 2, 3)])
+    fig = algorithmic.plot_curves(histories, "variables")
+    lines = [line for line in fig.axes[0].get_lines() if len(line.get_xdata())]
+    assert len(lines) >= 2 and all(len(line.get_xdata()) == 3 for line in lines[:2])
+    assert list(lines[0].get_xdata()) == pytest.approx([1e-6 * (100 * s + 1) for s in (1, 2, 3)])
+    plt.close(fig)

@@ -177,11 +177,13 @@ def beside_paper(ours: pd.DataFrame, paper: pd.DataFrame, column: dict) -> pd.Da
 
 def plot_curves(histories: pd.DataFrame, setting: str, metric: str = "valid_sequence_accuracy", label: str = ""):
     """Validation ``metric`` against training tokens, one line per model (mean over seeds, band: lowest to
-    highest seed), one panel per ``setting`` value."""
+    highest seed), one panel per ``setting`` value. The seeds of a model are evaluated at the same steps but draw
+    programs of other lengths, so an evaluation is placed at its step's mean token count over the seeds."""
     import matplotlib.pyplot as plt
     import seaborn as sns
+    tokens = histories.groupby([setting, "model", "step"]).tokens.transform("mean")
     df = histories.assign(model_label=histories.model.map(lambda m: ALL_MODELS[m].name),
-                          tokens_M=histories.tokens / 1e6, percent=100 * histories[metric])
+                          tokens_M=tokens / 1e6, percent=100 * histories[metric])
     values = sorted(df[setting].unique())
     fig, axes = plt.subplots(1, len(values), figsize=(5.5 * len(values), 4), sharey=True, squeeze=False)
     order = [ALL_MODELS[m].name for m in MODELS if m in set(df.model)]
