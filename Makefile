@@ -46,11 +46,14 @@ test: venv $(CHROMIUM) $(BIBLE)
 reproduce: venv
 	$(PY) -m rfwp.reproduce --scale $(SCALE) --jobs $(JOBS)
 
-# The CPU benchmarks (about 8 + 10 minutes on 2 idle cores): results/benchmarks/cpu.md and cpu.json (ops and
-# layers), lm.md and lm.json (language-model training speed and memory, RFWP Sec. 4.1).
+# The CPU benchmarks (about 8 + 10 + 6 + 3 minutes on 2 idle cores) into results/benchmarks/: cpu (ops and
+# layers), lm (language-model training speed and memory, RFWP Sec. 4.1), atari and translation (the speeds behind
+# those notebooks' cpu scales), each as .md and .json.
 benchmark: venv
 	$(PY) -m benchmarks.cpu
 	$(PY) -m benchmarks.lm
+	$(PY) -m benchmarks.atari
+	$(PY) -m benchmarks.translation
 
 # On a CUDA machine: every Triton kernel against the reference, then the GPU benchmark (results/benchmarks/gpu.md).
 # Elsewhere it says there is no CUDA and exits 0.

@@ -59,3 +59,30 @@ def test_lm_benchmark_quick_run(tmp_path):
     assert state[("delta_net", 16)] == state[("delta_net", 64)]
     assert state[("transformer", 64)] == pytest.approx(4 * state[("transformer", 16)])
     assert "## Training speed" in (tmp_path / "lm.md").read_text()
+
+
+@pytest.mark.slow
+def test_atari_benchmark_quick_run(tmp_path):
+    """Environment steps per second of two cores; the frames of an hour follow from the speed."""
+    done = subprocess.run([sys.executable, "-m", "benchmarks.atari", "--quick", "--out", str(tmp_path)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = json.loads((tmp_path / "atari.json").read_text())["speed"]
+    assert {r["core"] for r in rows} == {"feedforward", "recurrent_delta_net"}
+    for r in rows:
+        assert r["frames_per_s"] == pytest.approx(r["batch"] * r["unroll"] / r["seconds_per_update"])
+        assert r["frames_per_hour_M"] == pytest.approx(3600 * r["frames_per_s"] / 1e6)
+    assert "| core |" in (tmp_path / "atari.md").read_text()
+
+
+@pytest.mark.slow
+def test_translation_benchmark_quick_run(tmp_path):
+    """Seconds per update of two attentions at the smoke scale, and the minutes its updates take at that speed."""
+    done = subprocess.run([sys.executable, "-m", "benchmarks.translation", "--quick", "--out", str(tmp_path)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = {r["attention"]: r for r in json.loads((tmp_path / "translation.json").read_text())["speed"]}
+    assert rows["softmax"]["d_dot"] == 64 and rows["dpfp"]["d_dot"] == 256
+    for r in rows.values():
+        assert r["scale_minutes"] == pytest.approx(r["scale_updates"] * r["seconds_per_update"] / 60)
+    assert "| attention |" in (tmp_path / "translation.md").read_text()
