@@ -185,6 +185,31 @@ def test_beam_search_scores_are_the_model_s_length_normalised_log_probabilities(
         assert [h.score for h in alone] == pytest.approx([h.score for h in hypotheses], abs=1e-12)
 
 
+@pytest.mark.parametrize("attention", ["softmax", "linear"])
+def test_beam_search_drops_the_sentences_that_are_done(attention):
+    """A sentence whose search is over leaves the batch (the decoder then runs on fewer rows), and every sentence
+    gets what it gets searched alone."""
+    model = build(Transformer, attention)
+    torch.manual_seed(2)
+    source = torch.randint(4, 20, (4, 9))
+    for b, n in enumerate((9, 2, 6, 4)):   # lengths with EOS: maximum lengths 11, 4, 8 and 6 at a margin of 2
+        source[b, n - 1], source[b, n:] = EOS, PAD
+    rows = []
+    decode = model.decode
+
+    def counting(tokens, memory, state=None):
+        rows.append(tokens.shape[0])
+        return decode(tokens, memory, state)
+
+    model.decode = counting
+    batch = beam_search(model, source, beam=2, margin=2)
+    assert rows[0] == 8 and rows[-1] < 8 and rows == sorted(rows, reverse=True)
+    for b in range(4):
+        alone = beam_search(model, source[b:b + 1, :int((source[b] != PAD).sum())], beam=2, margin=2)[0]
+        assert [h.tokens for h in alone] == [h.tokens for h in batch[b]]
+        assert [h.score for h in alone] == pytest.approx([h.score for h in batch[b]], abs=1e-12)
+
+
 def test_beam_search_as_wide_as_all_hypotheses_is_exhaustive():
     """With the source [EOS] and a margin of 1, a hypothesis is [EOS] or [t, EOS] for one of the 17 tokens other than
     PAD, BOS and EOS: a beam of 18 finishes all 18, ranked by the model's log-probability per token."""

@@ -42,6 +42,7 @@ class AtariScale:
     test_episodes: int = 30           # Sec. 4.4: 30 test episodes, repeated 5 times
     test_repetitions: int = 5
     test_max_steps: int = 250_000     # safety cap of a test episode, in agent steps (the paper has no time limit)
+    seeds: tuple[int, ...] = (0,)     # training runs of each game × core (the paper: one, tested 5 × 30 episodes)
 
 
 # RFWP Sec. 4.4, App. C and original-code.md §5: 200 M steps with a test at 50 M (the authors' extra checkpoint),

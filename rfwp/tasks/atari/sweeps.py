@@ -22,7 +22,6 @@ from rfwp.tasks.atari.figures import (COMPARISONS, CORE_LABELS, SIMILAR, TABLE_C
                                       relative_improvement)
 from rfwp.tasks.atari.presets import preset
 from rfwp.tasks.atari.trainer import TEST_SEED_KEY, config, run
-from rfwp.train import DEFAULT_SEEDS
 
 PAPER_FRAMES = {"T3": 200_000_000, "T7": 50_000_000, "T8": 200_000_000}
 
@@ -46,9 +45,9 @@ def points(scale: str) -> list[dict]:
 
 
 def records(scale: str, seeds=None, workers: int = 1) -> list[tuple[dict, int, object]]:
-    """(point, seed, RunRecord) of every run of ``points(scale)`` with ``seeds`` (None: the scale's default),
+    """(point, seed, RunRecord) of every run of ``points(scale)`` with ``seeds`` (None: the preset's),
     trained in ``workers`` processes where there is no complete record (``rfwp.analysis.sweep_records``)."""
-    return analysis.sweep_records(run, points(scale), seeds or DEFAULT_SEEDS[scale], workers=workers, desc="Atari")
+    return analysis.sweep_records(run, points(scale), seeds or preset(scale).seeds, workers=workers, desc="Atari")
 
 
 def scores(recs) -> pd.DataFrame:

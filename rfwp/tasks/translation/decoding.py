@@ -16,7 +16,8 @@ The decoder is run one token per step with its state carried (``Transformer.deco
 updates its fast weight W and key sum z in O(1) per step, a softmax decoder appends to its key/value cache. The
 encoder runs once, and so does every layer's encoder-decoder attention memory (``Transformer.remember``: for linear
 attention W = Σ_j v_j ⊗ φ(k_j) and z = Σ_j φ(k_j) per head), shared by the beams of a sentence. When beams are
-reordered, the decoder state is reordered with them.
+reordered, the decoder state is reordered with them; a sentence that is done leaves the batch, so that the search
+costs what its unfinished sentences need.
 """
 from __future__ import annotations
 
@@ -75,30 +76,38 @@ def beam_search(model: Transformer, source: Tensor, beam: int = BEAM, length_pen
     scores = torch.full((B, K), -math.inf, dtype=dtype, device=device)
     scores[:, 0] = 0.0   # the K rows start as one hypothesis, BOS: extend only the first
     finished: list[list[Hypothesis]] = [[] for _ in range(B)]
-    done = [False] * B
+    ids = list(range(B))   # the sentences still searched (their rows, in this order), by their index in source
     state = None
-    while not all(done):
+    while ids:
+        n = len(ids)
         logits, state = model.decode(tokens[:, -1:], memory, state)
-        log_p = F.log_softmax(logits[:, -1].to(scores.dtype), dim=-1).view(B, K, V).masked_fill(never, -math.inf)
+        log_p = F.log_softmax(logits[:, -1].to(scores.dtype), dim=-1).view(n, K, V).masked_fill(never, -math.inf)
         length = tokens.shape[1]   # of a hypothesis ending at this step, EOS included
         log_p = log_p.masked_fill((max_length <= length)[:, None, None] & not_eos, -math.inf)
-        top, index = (scores.unsqueeze(-1) + log_p).view(B, K * V).topk(2 * K, dim=1)
+        top, index = (scores.unsqueeze(-1) + log_p).view(n, K * V).topk(2 * K, dim=1)
         origin, token = index // V, index % V
         # EOS among the first K extensions ends a hypothesis (in rank order: nonzero lists rows, then columns)
         ends = ((token[:, :K] == EOS) & (top[:, :K] > -math.inf)).nonzero().tolist()
         if ends:
             prefixes, log_probs, origins = tokens[:, 1:].tolist(), top.tolist(), origin.tolist()
         for b, r in ends:
-            if not done[b] and len(finished[b]) < K:
+            if len(finished[ids[b]]) < K:
                 y = prefixes[b * K + origins[b][r]] + [EOS]
-                finished[b].append(Hypothesis(y, log_probs[b][r], log_probs[b][r] / len(y) ** length_penalty))
-        done = [d or len(f) == K or length >= limit for d, f, limit in zip(done, finished, limits)]
+                finished[ids[b]].append(Hypothesis(y, log_probs[b][r], log_probs[b][r] / len(y) ** length_penalty))
         # each hypothesis has one EOS extension, so at least K of the 2K do not end: the best K continue
         keep = (token == EOS).int().argsort(dim=1, stable=True)[:, :K]
         origin, token, scores = (t.gather(1, keep) for t in (origin, token, top))
-        rows = (torch.arange(B, device=device).unsqueeze(1) * K + origin).view(-1)
+        rows = (torch.arange(n, device=device).unsqueeze(1) * K + origin).view(-1)
         tokens = torch.cat([tokens[rows], token.view(-1, 1)], dim=1)
         state = reorder(state, rows)
+        # a sentence with K finished hypotheses or at its maximum length is done: its rows leave the search
+        live = [b for b in range(n) if len(finished[ids[b]]) < K and length < limits[b]]
+        if len(live) < n:
+            ids, limits = [ids[b] for b in live], [limits[b] for b in live]
+            live_t = torch.tensor(live, dtype=torch.long, device=device)
+            rows = (live_t.unsqueeze(1) * K + torch.arange(K, device=device)).view(-1)
+            tokens, scores, max_length = tokens[rows], scores[live_t], max_length[live_t]
+            state, memory = reorder(state, rows), reorder(memory, rows)
     return [sorted(hypotheses, key=lambda h: h.score, reverse=True) for hypotheses in finished]
 
 
