@@ -8,8 +8,9 @@ Environment steps (agent steps of 4 emulator frames, the paper's "environmental 
 local system: the environments of ale-py's vectorised emulator stepping in the learner's process, the agent acting,
 and the V-trace learner's update (``AtariTrainer.train_step``, with the policy lag of one round), for every core of
 Tables 7 and 8 with IMPALA's shallow and large (the paper's) encoders, at the cpu scale's environments, batch and
-unroll on its first game. One thread, as each run of a two-worker sweep has. Each case runs in a fresh process.
-Writes atari.json and atari.md, with the steps an hour of training reaches at each speed.
+unroll, on Pong (``--game``; the cpu runs' own speeds are notebook 05's throughput table). One thread, as each run
+of a two-worker sweep has. Each case runs in a fresh process. Writes atari.json and atari.md, with the steps an
+hour of training reaches at each speed.
 """
 from __future__ import annotations
 
@@ -32,11 +33,9 @@ ENCODERS = ("shallow", "large")
 QUICK = dict(cores=("feedforward", "recurrent_delta_net"), encoders=("shallow",), repeats=1)
 
 
-def speed_case(core: str, encoder: str, repeats: int, quick: bool) -> dict:
+def speed_case(game: str, core: str, encoder: str, repeats: int, quick: bool) -> dict:
     from rfwp.tasks.atari import trainer
-    from rfwp.tasks.atari.presets import preset
-    p = preset("smoke" if quick else "cpu")
-    config = replace(trainer.config(p.games[0], core, "smoke" if quick else "cpu"), encoder=encoder)
+    config = replace(trainer.config(game, core, "smoke" if quick else "cpu"), encoder=encoder)
     run = trainer.make_trainer(config, seed=0)
     run.train_step(0)   # warm-up: starts the environments, fills the first round
     start = time.perf_counter()
@@ -65,6 +64,7 @@ def main(argv: list[str] | None = None):
     parser = argparse.ArgumentParser(prog="python -m benchmarks.atari", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=4, help="timed updates of a case (after one warm-up)")
+    parser.add_argument("--game", default="pong")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--timeout", type=float, default=300, help="seconds for one case")
     parser.add_argument("--quick", action="store_true", help="the smoke scale's sizes, two cores: the code path only")
@@ -73,13 +73,14 @@ def main(argv: list[str] | None = None):
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.case:
-        print(json.dumps(speed_case(*args.case, args.repeats, args.quick)))
+        print(json.dumps(speed_case(args.game, *args.case, args.repeats, args.quick)))
         return
     cores, encoders = PAPER_CORES, ENCODERS
     if args.quick:
         cores, encoders, args.repeats = QUICK["cores"], QUICK["encoders"], QUICK["repeats"]
     start = time.perf_counter()
-    options = ["--threads", str(args.threads), "--repeats", str(args.repeats)] + (["--quick"] if args.quick else [])
+    options = ["--game", args.game, "--threads", str(args.threads), "--repeats", str(args.repeats)] + (
+        ["--quick"] if args.quick else [])
     rows = []
     for encoder in encoders:
         for core in cores:
