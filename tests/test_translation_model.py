@@ -12,10 +12,11 @@ import torch
 import torch.nn.functional as F
 
 from rfwp import paper
+from rfwp.layers import normalised_sum_rule
 from rfwp.tasks.translation.decoding import beam_search, greedy
 from rfwp.tasks.translation.model import (ATTENTIONS, EPS, TRANSFORMER_BIG, Attention, CausalSelfAttention, Context,
-                                          Transformer, TranslationConfig, d_dot, label_smoothed_cross_entropy,
-                                          parameter_count)
+                                          Transformer, TranslationConfig, attention_form, attention_form_is_cheaper,
+                                          d_dot, fast_weight, label_smoothed_cross_entropy, parameter_count, read)
 from rfwp.tasks.translation.subwords import BOS, EOS, PAD
 
 TINY = TranslationConfig(vocabulary=20, d_model=16, n_heads=2, d_ff=32, encoder_layers=1, decoder_layers=1,
@@ -307,3 +308,19 @@ def test_bad_input_is_one_clear_error():
         label_smoothed_cross_entropy(torch.zeros(2, 3, 20), torch.zeros(2, 4, dtype=torch.long))
     with pytest.raises(ValueError, match=r"needs model.eval\(\)"):
         beam_search(model.train(), source)
+
+
+def test_the_attention_form_gives_the_fast_weight_s_numbers():
+    """(φ(Q) φ(K)ᵀ) V / (φ(Q) φ(K)ᵀ 1 + ε) equals reading W = Σ_j v_j ⊗ φ(k_j) over the real keys, and, causal, the
+    normalised sum rule step by step (ICML Sec. 3); the cost rule picks it for short sentences and wide fast weights."""
+    torch.manual_seed(3)
+    q, k = torch.rand(2, 3, 5, 8, dtype=torch.double), torch.rand(2, 3, 7, 8, dtype=torch.double)
+    v = torch.randn(2, 3, 7, 4, dtype=torch.double)
+    mask = torch.tensor([[True] * 7, [True] * 4 + [False] * 3])
+    assert torch.allclose(attention_form(q, k, v, mask), read(fast_weight(k, v, mask), q))
+    q = torch.rand(2, 3, 7, 8, dtype=torch.double)
+    expected, state = normalised_sum_rule(q, k, v, eps=EPS)
+    assert torch.allclose(attention_form(q, k, v, causal=True), expected)
+    assert all(torch.allclose(a, b) for a, b in zip(fast_weight(k, v), state))
+    assert attention_form_is_cheaper(40, 40, 512, 64) and attention_form_is_cheaper(40, 40, 64, 64)
+    assert not attention_form_is_cheaper(400, 400, 64, 64)

@@ -18,10 +18,12 @@ and the linear ones are read with Katharopoulos et al.'s attention normalisation
 
     y_i = Σ_j v_j φ(k_j)ᵀ φ(q_i) / Σ_j φ(k_j)ᵀ φ(q_i).
 
-Encoder self-attention and encoder-decoder attention are non-causal and computed directly as that fast weight,
-W = Σ_j v_j ⊗ φ(k_j) and z = Σ_j φ(k_j) over the unpadded keys; the decoder's causal self-attention goes through
+Encoder self-attention and encoder-decoder attention are non-causal: every query reads the fast weight
+W = Σ_j v_j ⊗ φ(k_j) and z = Σ_j φ(k_j) over the unpadded keys. The decoder's causal self-attention goes through
 ``rfwp.layers.normalised_sum_rule`` (``rfwp.ops.sum_rule``), so its state (W, z) is carried from one decoding step to
-the next. A softmax decoder carries a cache of its keys and values instead.
+the next. A softmax decoder carries a cache of its keys and values instead. A whole sentence at once (training) is
+summed in the attention form (φ(Q) φ(K)ᵀ) V where that is cheaper, as it is for sentences shorter than the fast
+weight is wide: the same numbers (ICML Sec. 3), and the same state for a continuation.
 
 Tensors are (batch, length, d_model) between modules and (batch, heads, length, d_key) inside attention; padding
 masks are (batch, length) bool, True at real tokens. Token ids are those of ``subwords`` (``PAD``, ``BOS``, ``EOS``):
@@ -133,10 +135,11 @@ class KeyValues(NamedTuple):
     mask: Tensor | None      # (B, S) bool
 
 
-def fast_weight(k: Tensor, v: Tensor, mask: Tensor) -> FastWeightState:
-    """W = Σ_j v_j ⊗ φ(k_j) (B, H, d_key, d_dot) and z = Σ_j φ(k_j) (B, H, d_dot) over the real tokens
-    (ICML Eqs. 17-18 summed over the whole sequence); ``k`` is φ(k)."""
-    k = k * mask[:, None, :, None]
+def fast_weight(k: Tensor, v: Tensor, mask: Tensor | None = None) -> FastWeightState:
+    """W = Σ_j v_j ⊗ φ(k_j) (B, H, d_key, d_dot) and z = Σ_j φ(k_j) (B, H, d_dot) over the real tokens (all where
+    ``mask`` is None; ICML Eqs. 17-18 summed over the whole sequence); ``k`` is φ(k)."""
+    if mask is not None:
+        k = k * mask[:, None, :, None]
     return FastWeightState(torch.einsum("bhjv,bhjd->bhvd", v, k), k.sum(2))
 
 
@@ -144,6 +147,24 @@ def read(memory: FastWeightState, q: Tensor) -> Tensor:
     """y_i = W φ(q_i) / (z · φ(q_i) + ε) (ICML Eq. 19) for every query (B, H, L, d_dot) → (B, H, L, d_key)."""
     W, z = memory
     return torch.einsum("bhvd,bhld->bhlv", W, q) / (torch.einsum("bhd,bhld->bhl", z, q).unsqueeze(-1) + EPS)
+
+
+def attention_form(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, causal: bool = False) -> Tensor:
+    """ICML Eq. 19 in attention form: y_i = Σ_j (φ(k_j)·φ(q_i)) v_j / (Σ_j φ(k_j)·φ(q_i) + ε) over the real keys (and
+    j ≤ i where ``causal``), the numbers of reading the fast weight (``read(fast_weight(k, v, mask), q)``, or the
+    sum rule's y_t = W_t φ(q_t) / (z_t·φ(q_t) + ε) where causal); ``q`` and ``k`` are φ(q) and φ(k)."""
+    scores = q @ k.transpose(-1, -2)
+    if mask is not None:
+        scores = scores * mask[:, None, None, :]
+    if causal:
+        scores = scores.tril()
+    return (scores @ v) / (scores.sum(-1, keepdim=True) + EPS)
+
+
+def attention_form_is_cheaper(queries: int, keys: int, d_dot: int, d_value: int) -> bool:
+    """(φ(Q) φ(K)ᵀ) V takes queries·keys·(d_dot + d_value) multiply-adds, building W and reading it
+    (queries + keys)·d_dot·d_value."""
+    return queries * keys * (d_dot + d_value) < (queries + keys) * d_dot * d_value
 
 
 def softmax_read(memory: KeyValues, q: Tensor) -> Tensor:
@@ -208,6 +229,8 @@ class Attention(nn.Module):
                 memory = KeyValues(k, v, memory.mask)
             else:
                 q, k = self.feature_map(q, k)
+                if attention_form_is_cheaper(q.shape[2], k.shape[2], q.shape[-1], v.shape[-1]):
+                    return self.merge(attention_form(q, k, v, memory.mask))
                 memory = fast_weight(k, v, memory.mask)
         else:
             _check_batch(x, memory[0], "the queries", "the remembered sequence")
@@ -230,6 +253,9 @@ class CausalSelfAttention(Attention):
             _check_batch(x, state[0], "the inputs", "the carried state")
         if self.feature_map is not None:
             q, k = self.feature_map(q, k)
+            L = x.shape[1]
+            if state is None and attention_form_is_cheaper(L, L, q.shape[-1], v.shape[-1]):
+                return self.merge(attention_form(q, k, v, causal=True)), fast_weight(k, v)
             y, state = normalised_sum_rule(q, k, v, state, eps=EPS)
             return self.merge(y), state
         if state is None:
