@@ -97,23 +97,22 @@ def chunkwise(q: Tensor, k: Tensor, v: Tensor, beta: Tensor | None, state: Tenso
     Y = scores @ X                                          # Σ_{i≤t} (k_i·q_t) [U_v | W_k]_i
     Z = X.mT @ (k if ep is None else k * ep.last)           # [U_vᵀ K; W_kᵀ K] over the chunk's last episode
     q_state = q                                             # S q_t for the steps that see S (masked below)
-    N = k.shape[2]
-    G = torch.eye(dk, dtype=k.dtype, device=k.device).expand(1, 1, N, dk, dk)
     if beta is None:
-        out, D = Y, Z
+        out, D, G = Y, Z, None                              # G_n = I: S_{n+1} = S_n + D_n, no d_key × d_key product
     else:
         out, Y_w = Y.split([dv, dk], dim=-1)
         D, Z_w = Z.split([dv, dk], dim=-2)
         q_state = q_state - Y_w                             # − Σ_{i≤t} (k_i·q_t) W_k,i Sᵀ
-        G = G - Z_w
+        G = torch.eye(dk, dtype=k.dtype, device=k.device) - Z_w
 
     # Resets: S reaches the steps before the chunk's first reset, and the next chunk if it holds none. Each
     # product with S is masked on both sides by torch.where, so that no 0 · inf reaches the outputs or gradients.
     S = k.new_zeros(B, H, dv, dk) if state is None else state
     carried = []
-    for n, (G_n, D_n) in enumerate(zip(G.unbind(2), D.unbind(2))):
+    for n, D_n in enumerate(D.unbind(2)):
         carried.append(S)
-        S = (S if ep is None else torch.where(ep.carry[:, :, n], S, 0.0)) @ G_n + D_n
+        kept = S if ep is None else torch.where(ep.carry[:, :, n], S, 0.0)
+        S = (kept if G is None else kept @ G[:, :, n]) + D_n
     if ep is not None:
         q_state = torch.where(ep.first, q_state, 0.0)
     from_state = q_state @ torch.stack(carried, dim=2).mT
