@@ -14,21 +14,17 @@ hour of training reaches at each speed.
 """
 from __future__ import annotations
 
-import argparse
 import json
-import platform
 import sys
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import pandas as pd
 import torch
 
-from benchmarks.report import run_case
+from benchmarks.report import case_parser, machine, run_case, write_result
 from rfwp.results import markdown_table
 
-ROOT = Path(__file__).resolve().parents[1]
 ENCODERS = ("shallow", "large")
 QUICK = dict(cores=("feedforward", "recurrent_delta_net"), encoders=("shallow",), repeats=1)
 
@@ -61,15 +57,9 @@ def report(result: dict) -> str:
 
 def main(argv: list[str] | None = None):
     from rfwp.tasks.atari.presets import PAPER_CORES
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.atari", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=4, help="timed updates of a case (after one warm-up)")
+    parser = case_parser("benchmarks.atari", __doc__, repeats=4, threads=1, quick="the smoke scale's sizes, two cores",
+                         case=("CORE", "ENCODER"))
     parser.add_argument("--game", default="pong")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--timeout", type=float, default=300, help="seconds for one case")
-    parser.add_argument("--quick", action="store_true", help="the smoke scale's sizes, two cores: the code path only")
-    parser.add_argument("--out", type=Path, default=ROOT / "results" / "benchmarks")
-    parser.add_argument("--case", nargs=2, metavar=("CORE", "ENCODER"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.case:
@@ -87,13 +77,8 @@ def main(argv: list[str] | None = None):
             print(f"{encoder:8s} {core}", file=sys.stderr, flush=True)
             row = run_case("benchmarks.atari", options, [core, encoder], args.timeout)
             rows += [row] if row else []
-    result = dict(machine=dict(platform=platform.platform(), threads=args.threads, torch=torch.__version__),
-                  speed=rows)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "atari.json").write_text(json.dumps(result, indent=2) + "\n")
-    text = report(result)
-    (args.out / "atari.md").write_text(text)
-    print(text)
+    result = dict(machine=machine(args.threads), speed=rows)
+    write_result(args.out, "atari", result, report(result))
     print(f"{len(rows)} cases in {time.perf_counter() - start:.0f} s", file=sys.stderr)
 
 

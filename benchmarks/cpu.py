@@ -12,20 +12,18 @@ say so. As a guard, cases not started within --budget (14 minutes) are listed as
 """
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import resource
 import sys
 import time
-from pathlib import Path
 
 import pandas as pd
 import torch
 
-from benchmarks.report import markdown_table, rows_table, run_case, skipped_row
+from benchmarks.report import (case_parser, machine, markdown_table, rows_table, run_case, skipped_row,
+                               write_result)
 
-ROOT = Path(__file__).resolve().parents[1]
 B, H, D = 8, 8, 32
 OPS = {
     "sum_rule": ("reference", "chunked"),
@@ -161,18 +159,11 @@ def report(result: dict, b: int, h: int) -> str:
 
 
 def main(argv: list[str] | None = None):
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.cpu", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = case_parser("benchmarks.cpu", __doc__, repeats=3, threads=2, quick="tiny sizes, a few cases",
+                         case=("KIND", "NAME", "IMPL", "B", "H", "L", "D", "REPEATS"))
     parser.add_argument("--lengths", type=int, nargs="+", default=[256, 1024])
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--timeout", type=float, default=300, help="seconds for one case")
     parser.add_argument("--budget", type=float, default=840,
                         help="seconds: cases not started by then are listed as skipped (keeps a run under 15 minutes)")
-    parser.add_argument("--quick", action="store_true", help="tiny sizes, a few cases: checks the code path only")
-    parser.add_argument("--out", type=Path, default=ROOT / "results" / "benchmarks")
-    parser.add_argument("--case", nargs=8, metavar=("KIND", "NAME", "IMPL", "B", "H", "L", "D", "REPEATS"),
-                        help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.case:
@@ -207,14 +198,9 @@ def main(argv: list[str] | None = None):
                                [kind, name, impl, str(b), str(h), str(L), str(d_case), str(repeats)], args.timeout)
                 if row:
                     rows.append(row)
-    result = dict(machine=dict(platform=platform.platform(), processor=platform.processor(),
-                               threads=args.threads, torch=torch.__version__),
-                  slow_reference=slow_reference, rows=rows, targets=ratios(rows, d), memory=memory_scaling(rows, d))
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "cpu.json").write_text(json.dumps(result, indent=2) + "\n")
-    text = report(result, b, h)
-    (args.out / "cpu.md").write_text(text)
-    print(text)
+    result = dict(machine=machine(args.threads), slow_reference=slow_reference, rows=rows,
+                  targets=ratios(rows, d), memory=memory_scaling(rows, d))
+    write_result(args.out, "cpu", result, report(result, b, h))
     print(f"{len(rows)} cases in {time.perf_counter() - start:.0f} s", file=sys.stderr)
 
 

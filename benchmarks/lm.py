@@ -16,23 +16,19 @@ do not. Each case runs in a fresh process (its peak memory is its own). Writes l
 """
 from __future__ import annotations
 
-import argparse
 import json
-import platform
 import resource
 import sys
 import time
-from pathlib import Path
 
 import pandas as pd
 import torch
 
-from benchmarks.report import run_case
+from benchmarks.report import case_parser, machine, run_case, write_result
 from rfwp.models import MODELS, TABLE1_MODELS
 from rfwp.results import markdown_table
 from tests.oracle import state_tensors   # every tensor of a state, in order
 
-ROOT = Path(__file__).resolve().parents[1]
 SPEED_BATCH = {"paper": 2, "cpu": None}   # None: the cpu scale's batch
 MEMORY_MODELS, MEMORY_LENGTHS = ("transformer", "delta_net"), (256, 1024, 4096)
 QUICK = dict(models=("transformer", "delta_net"), lengths=(16, 64), repeats=1)
@@ -107,14 +103,8 @@ def report(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None):
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.lm", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--timeout", type=float, default=300, help="seconds for one case")
-    parser.add_argument("--quick", action="store_true", help="tiny sizes, two models: checks the code path only")
-    parser.add_argument("--out", type=Path, default=ROOT / "results" / "benchmarks")
-    parser.add_argument("--case", nargs=3, metavar=("KIND", "A", "B"), help=argparse.SUPPRESS)
+    parser = case_parser("benchmarks.lm", __doc__, repeats=3, threads=2, quick="tiny sizes, two models",
+                         case=("KIND", "A", "B"))
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.case:
@@ -137,13 +127,8 @@ def main(argv: list[str] | None = None):
             print(f"memory {model} L={length}", file=sys.stderr, flush=True)
             row = run_case("benchmarks.lm", options, ["memory", model, str(length)], args.timeout)
             memory += [row] if row else []
-    result = dict(machine=dict(platform=platform.platform(), threads=args.threads, torch=torch.__version__),
-                  speed=speed_table(speed).to_dict(orient="records"), memory=memory)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "lm.json").write_text(json.dumps(result, indent=2) + "\n")
-    text = report(result)
-    (args.out / "lm.md").write_text(text)
-    print(text)
+    result = dict(machine=machine(args.threads), speed=speed_table(speed).to_dict(orient="records"), memory=memory)
+    write_result(args.out, "lm", result, report(result))
     print(f"{len(speed) + len(memory)} cases in {time.perf_counter() - start:.0f} s", file=sys.stderr)
 
 

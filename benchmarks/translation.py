@@ -12,20 +12,16 @@ translation.json and translation.md.
 """
 from __future__ import annotations
 
-import argparse
 import json
-import platform
 import sys
 import time
-from pathlib import Path
 
 import pandas as pd
 import torch
 
-from benchmarks.report import run_case
+from benchmarks.report import case_parser, machine, run_case, write_result
 from rfwp.results import markdown_table
 
-ROOT = Path(__file__).resolve().parents[1]
 QUICK = dict(settings=(("softmax", 64), ("dpfp", 256)), repeats=1)
 
 
@@ -58,14 +54,8 @@ def report(result: dict) -> str:
 
 def main(argv: list[str] | None = None):
     from rfwp.tasks.translation.presets import TABLE1_SETTINGS
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.translation", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=5, help="timed updates of a case (after one warm-up)")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--timeout", type=float, default=300, help="seconds for one case")
-    parser.add_argument("--quick", action="store_true", help="the smoke scale, two attentions: the code path only")
-    parser.add_argument("--out", type=Path, default=ROOT / "results" / "benchmarks")
-    parser.add_argument("--case", nargs=3, metavar=("ATTENTION", "D_DOT", "SCALE"), help=argparse.SUPPRESS)
+    parser = case_parser("benchmarks.translation", __doc__, repeats=5, threads=1,
+                         quick="the smoke scale, two attentions", case=("ATTENTION", "D_DOT", "SCALE"))
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.case:
@@ -82,13 +72,8 @@ def main(argv: list[str] | None = None):
         print(f"{attention} d_dot {d_dot}", file=sys.stderr, flush=True)
         row = run_case("benchmarks.translation", options, [attention, str(d_dot), scale], args.timeout)
         rows += [row] if row else []
-    result = dict(machine=dict(platform=platform.platform(), threads=args.threads, torch=torch.__version__),
-                  scale=scale, speed=rows)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "translation.json").write_text(json.dumps(result, indent=2) + "\n")
-    text = report(result)
-    (args.out / "translation.md").write_text(text)
-    print(text)
+    result = dict(machine=machine(args.threads), scale=scale, speed=rows)
+    write_result(args.out, "translation", result, report(result))
     print(f"{len(rows)} cases in {time.perf_counter() - start:.0f} s", file=sys.stderr)
 
 
