@@ -66,7 +66,6 @@ def beam_search(model: Transformer, source: Tensor, beam: int = BEAM, length_pen
     # row b·K + i holds the i-th hypothesis of sentence b; the K rows of a sentence share its memory
     memory = reorder(model.remember(encoded), torch.arange(B, device=device).repeat_interleave(K))
     max_length = encoded.mask.sum(1) + margin
-    limits = max_length.tolist()
     never = torch.zeros(V, dtype=torch.bool, device=device)
     never[[PAD, BOS]] = True
     not_eos = torch.ones(V, dtype=torch.bool, device=device)
@@ -94,20 +93,18 @@ def beam_search(model: Transformer, source: Tensor, beam: int = BEAM, length_pen
             if len(finished[ids[b]]) < K:
                 y = prefixes[b * K + origins[b][r]] + [EOS]
                 finished[ids[b]].append(Hypothesis(y, log_probs[b][r], log_probs[b][r] / len(y) ** length_penalty))
+        # a sentence with K finished hypotheses or at its maximum length is done: its rows leave the search
+        live = torch.tensor([b for b, limit in enumerate(max_length.tolist())
+                             if len(finished[ids[b]]) < K and length < limit], dtype=torch.long, device=device)
         # each hypothesis has one EOS extension, so at least K of the 2K do not end: the best K continue
         keep = (token == EOS).int().argsort(dim=1, stable=True)[:, :K]
-        origin, token, scores = (t.gather(1, keep) for t in (origin, token, top))
-        rows = (torch.arange(n, device=device).unsqueeze(1) * K + origin).view(-1)
+        origin, token, scores = (t.gather(1, keep)[live] for t in (origin, token, top))
+        rows = (live.unsqueeze(1) * K + origin).view(-1)
         tokens = torch.cat([tokens[rows], token.view(-1, 1)], dim=1)
         state = reorder(state, rows)
-        # a sentence with K finished hypotheses or at its maximum length is done: its rows leave the search
-        live = [b for b in range(n) if len(finished[ids[b]]) < K and length < limits[b]]
         if len(live) < n:
-            ids, limits = [ids[b] for b in live], [limits[b] for b in live]
-            live_t = torch.tensor(live, dtype=torch.long, device=device)
-            rows = (live_t.unsqueeze(1) * K + torch.arange(K, device=device)).view(-1)
-            tokens, scores, max_length = tokens[rows], scores[live_t], max_length[live_t]
-            state, memory = reorder(state, rows), reorder(memory, rows)
+            ids, max_length = [ids[b] for b in live.tolist()], max_length[live]
+            memory = reorder(memory, (live.unsqueeze(1) * K + torch.arange(K, device=device)).view(-1))
     return [sorted(hypotheses, key=lambda h: h.score, reverse=True) for hypotheses in finished]
 
 
