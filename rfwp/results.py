@@ -121,10 +121,17 @@ class Outputs:
         _write(path, json.dumps(claims, indent=1, sort_keys=True) + "\n")
         rows = pd.DataFrame([{"claim": k, "verdict": verdict(c["reproduced"]), "scale": c["scale"],
                               "statement": c["statement"], "evidence": c["evidence"]}
-                             for k, c in sorted(claims.items())])
+                             for k, c in sorted(claims.items(), key=_claim_order)])
         _write(self.dir / "claims.md", f"# Claims checked by {self.notebook}\n\n{markdown_table(rows)}\n")
         print(f"{ident} {verdict(reproduced)} at scale {self.scale}: {statement} ({evidence})")
         return claims[ident]
+
+
+def _claim_order(item: tuple[str, dict]) -> tuple[int, str]:
+    """Claims by their number (C8, C9, C10), not as strings (C10 before C8)."""
+    ident = item[0]
+    digits = "".join(ch for ch in ident if ch.isdigit())
+    return (int(digits) if digits else 0, ident)
 
 
 def verdict(reproduced: bool | None) -> str:
@@ -152,7 +159,7 @@ def write_index(results_dir: Path) -> Path:
             found.setdefault(key, []).append(f"regenerated at {scales} scale ({folder.name}: {' · '.join(links)})")
         claims_path = folder / CLAIMS
         if claims_path.exists():
-            for ident, c in sorted(json.loads(claims_path.read_text()).items()):
+            for ident, c in sorted(json.loads(claims_path.read_text()).items(), key=_claim_order):
                 claim_rows.append({"notebook": folder.name, "claim": ident, "verdict": verdict(c["reproduced"]),
                                    "scale": c["scale"], "statement": c["statement"], "evidence": c["evidence"]})
 

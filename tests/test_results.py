@@ -71,8 +71,11 @@ def test_outputs_and_index(tmp_path):
     out.claim("C1", "first", reproduced=False, evidence="e1")
     out.claim("C2", "second", reproduced=None, evidence="e2")
     out.claim("C1", "first", reproduced=True, evidence="e3")   # replaces the earlier C1
+    out.claim("C10", "tenth", reproduced=True, evidence="e4")
     claims = json.loads((tmp_path / "01_x/claims.json").read_text())
-    assert {k: c["reproduced"] for k, c in claims.items()} == {"C1": True, "C2": None}
+    assert {k: c["reproduced"] for k, c in claims.items()} == {"C1": True, "C2": None, "C10": True}
+    listed = [line.split(" | ")[0] for line in (tmp_path / "01_x/claims.md").read_text().splitlines()[4:]]
+    assert listed == ["| C1", "| C2", "| C10"]   # by number, not as strings
 
     index = write_index(tmp_path).read_text()
     rows = [line for line in index.splitlines() if line.startswith("| Table 5 |") or line.startswith("| Figure 1 |")]
@@ -80,6 +83,7 @@ def test_outputs_and_index(tmp_path):
     assert "regenerated at `smoke` scale" in icml_t5 and "[md](01_x/icml_T5.md)" in icml_t5
     assert any("[png](01_x/icml_F1.png)" in r for r in rows)
     assert "| 01_x | C1 | reproduced | smoke |" in index and "| 01_x | C2 | undecided | smoke |" in index
+    assert index.index("| 01_x | C2 |") < index.index("| 01_x | C10 |")
     assert index.count("not yet") == (8 + 12) + (6 + 5) - 2   # every item of both papers but the two written
 
 
