@@ -1,12 +1,12 @@
 """Translation training speed on this machine (ICML Sec. 6.2, App. E): the measurement behind the cpu scale of
 notebook 07_translation.
 
-    python -m benchmarks.translation [--out results/benchmarks]    # about 3 minutes on 2 idle cores
+    python -m benchmarks.translation [--out results/benchmarks]    # about 2 minutes on 2 idle cores
     python -m benchmarks.translation --quick --out /tmp/bench      # seconds: the code path at smoke size
 
 Seconds per update (``TranslationTrainer.train_step``: forward, label-smoothed loss, backward and the Adam step on
 one token-budget batch of the scale's corpus) of every attention and d_dot of ICML Table 1 at the cpu scale's
-architecture, vocabulary and batch, one thread as each run of a two-worker sweep has; with the updates an epoch
+architecture, vocabulary and batch, on two threads as the notebook's runs (one at a time); with the updates an epoch
 of the training split takes and the minutes the scale's updates take. Each case runs in a fresh process. Writes
 translation.json and translation.md.
 """
@@ -54,7 +54,7 @@ def report(result: dict) -> str:
 
 def main(argv: list[str] | None = None):
     from rfwp.tasks.translation.presets import TABLE1_SETTINGS
-    parser = case_parser("benchmarks.translation", __doc__, repeats=5, threads=1,
+    parser = case_parser("benchmarks.translation", __doc__, repeats=20, threads=2,
                          quick="the smoke scale, two attentions", case=("ATTENTION", "D_DOT", "SCALE"))
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
