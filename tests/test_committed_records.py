@@ -11,6 +11,7 @@ from rfwp.tasks.algorithmic import MODELS
 from rfwp.tasks.code_execution import presets as code_presets, sweeps as code_sweeps, trainer as code_execution
 from rfwp.tasks.language_modelling import sweeps as lm_sweeps, trainer as language_modelling
 from rfwp.tasks.listops import presets as listops_presets, trainer as listops
+from rfwp.tasks.translation import presets as translation_presets, trainer as translation
 from rfwp.train.runs import record_path
 
 ROOT = Path(__file__).resolve().parents[1] / "results"
@@ -35,8 +36,14 @@ def _language_modelling():
     yield language_modelling.run, points, (0,)
 
 
+def _translation():
+    p = translation_presets.preset("cpu")
+    yield translation.run, [dict(attention=a, d_dot=d) for a, d in p.settings], p.seeds
+
+
 @pytest.mark.parametrize("task, sweeps", [("code_execution", _code_execution), ("listops", _listops),
-                                          ("language_modelling", _language_modelling)])
+                                          ("language_modelling", _language_modelling),
+                                          ("translation", _translation)])
 def test_committed_cpu_records_are_those_the_sweeps_reuse(task, sweeps):
     committed = set((ROOT / "runs" / "cpu" / task).glob("**/seed*.json"))
     if not committed:
