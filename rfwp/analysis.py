@@ -28,16 +28,16 @@ from rfwp.train import RunRecord
 PALETTE = "colorblind"
 
 
-def _worker() -> None:
-    """A sweep's worker process: one thread (``workers`` of them share the cores), and it ends with the sweep.
-    Killed alone (``kill PID``, not its process group), a sweep would leave its workers training, and one that
-    trained on would rewrite the checkpoint that a restarted sweep resumes from."""
+def _worker(sweep_pid: int) -> None:
+    """A sweep's worker process: one thread (``workers`` of them share the cores), and it ends with the sweep
+    (``sweep_pid``). Killed alone (``kill PID``, not its process group), a sweep would leave its workers training,
+    and one that trained on would rewrite the checkpoint that a restarted sweep resumes from."""
     torch.set_num_threads(1)
     if sys.platform == "linux":
         PR_SET_PDEATHSIG = 1   # prctl(2): the signal this process gets when its parent dies
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-        if os.getppid() == 1:   # the sweep died before the call above
-            os._exit(1)
+        if os.getppid() != sweep_pid:   # the sweep died before the call above (an orphan's new parent is init
+            os._exit(1)                 # or a subreaper: not always pid 1)
 
 
 def sweep_records(run: Callable[..., RunRecord], points: Iterable[dict], seeds: Iterable[int], *,
@@ -71,7 +71,7 @@ def sweep_records(run: Callable[..., RunRecord], points: Iterable[dict], seeds: 
     else:
         # spawn, not fork: a forked child of a process whose OpenMP pool is running can deadlock.
         with ProcessPoolExecutor(min(workers, len(missing)), mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=_worker) as pool:
+                                 initializer=_worker, initargs=(os.getpid(),)) as pool:
             futures = {pool.submit(run, **jobs[i][0], seed=jobs[i][1], progress=False): i for i in missing}
             for future in as_completed(futures):
                 finished(futures[future], future.result())

@@ -58,3 +58,13 @@ def test_killing_a_sweep_ends_its_workers(tmp_path):
         for pid in [int(p.stem) for p in tmp_path.glob("*.pid")]:
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the workers learn of their sweep's death by prctl (Linux)")
+@pytest.mark.parametrize("parent_is_sweep", [True, False])
+def test_a_worker_whose_sweep_died_before_it_started_ends(parent_is_sweep):
+    # The sweep here is this test's process; a worker started after the sweep died has another parent.
+    sweep_pid = os.getpid() if parent_is_sweep else os.getpid() + 1
+    started = subprocess.run([sys.executable, "-c", f"from rfwp.analysis import _worker; _worker({sweep_pid}); "
+                              "print('started')"], capture_output=True, text=True, timeout=120)
+    assert (started.returncode, started.stdout.strip()) == ((0, "started") if parent_is_sweep else (1, ""))
