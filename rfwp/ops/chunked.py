@@ -76,7 +76,7 @@ def chunkwise(q: Tensor, k: Tensor, v: Tensor, beta: Tensor | None, state: Tenso
         raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
     B, H, L, dk = k.shape
     dv = v.shape[-1]
-    C = chunk_size
+    C = min(chunk_size, L)   # a sequence shorter than a chunk (one decoding step) is one chunk, without padding
     q, k, v = (to_chunks(x, C) for x in (q, k, v))
     ep = None if reset is None else episodes(reset, C)
     kt = k.transpose(-1, -2)
