@@ -194,8 +194,10 @@ def test_learning_curves_put_the_seeds_of_a_step_at_one_point():
     histories = pd.DataFrame([dict(model=m, variables=3, seed=seed, step=step, tokens=100 * step + seed,
                                    valid_sequence_accuracy=0.1 * step)
                               for m in ("lstm", "delta_net") for seed in (0, 1, 2) for step in (1, 2, 3)])
-    fig = algorithmic.plot_curves(histories, "variables")
+    fig = algorithmic.plot_curves(histories, "variables", unit="lists")
     lines = [line for line in fig.axes[0].get_lines() if len(line.get_xdata())]
     assert len(lines) >= 2 and all(len(line.get_xdata()) == 3 for line in lines[:2])
-    assert list(lines[0].get_xdata()) == pytest.approx([1e-6 * (100 * s + 1) for s in (1, 2, 3)])
+    # fewer than a million counted: thousands, under the unit's name
+    assert list(lines[0].get_xdata()) == pytest.approx([1e-3 * (100 * s + 1) for s in (1, 2, 3)])
+    assert fig.axes[0].get_xlabel() == "training lists (thousands)"
     plt.close(fig)

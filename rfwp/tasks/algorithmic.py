@@ -175,22 +175,26 @@ def beside_paper(ours: pd.DataFrame, paper: pd.DataFrame, column: dict) -> pd.Da
     return pd.DataFrame(rows)
 
 
-def plot_curves(histories: pd.DataFrame, setting: str, metric: str = "valid_sequence_accuracy", label: str = ""):
-    """Validation ``metric`` against training tokens, one line per model (mean over seeds, band: lowest to
-    highest seed), one panel per ``setting`` value. The seeds of a model are evaluated at the same steps but draw
-    programs of other lengths, so an evaluation is placed at its step's mean token count over the seeds."""
+def plot_curves(histories: pd.DataFrame, setting: str, metric: str = "valid_sequence_accuracy", label: str = "",
+                unit: str = "tokens"):
+    """Validation ``metric`` against the scored training targets, one line per model (mean over seeds, band:
+    lowest to highest seed), one panel per ``setting`` value. ``unit`` names what a history's ``tokens`` count:
+    code execution scores every token, ListOps the last token of each list ("lists"). The seeds of a model are
+    evaluated at the same steps but draw programs of other lengths, so an evaluation is placed at its step's mean
+    count over the seeds."""
     import matplotlib.pyplot as plt
     import seaborn as sns
-    tokens = histories.groupby([setting, "model", "step"]).tokens.transform("mean")
+    seen = histories.groupby([setting, "model", "step"]).tokens.transform("mean")
+    per, prefix = (1e6, "millions") if seen.max() >= 1e6 else (1e3, "thousands")
     df = histories.assign(model_label=histories.model.map(lambda m: ALL_MODELS[m].name),
-                          tokens_M=tokens / 1e6, percent=100 * histories[metric])
+                          seen=seen / per, percent=100 * histories[metric])
     values = sorted(df[setting].unique())
     fig, axes = plt.subplots(1, len(values), figsize=(5.5 * len(values), 4), sharey=True, squeeze=False)
     order = [ALL_MODELS[m].name for m in MODELS if m in set(df.model)]
     for ax, value in zip(axes[0], values):
-        sns.lineplot(df[df[setting] == value], x="tokens_M", y="percent", hue="model_label", hue_order=order,
+        sns.lineplot(df[df[setting] == value], x="seen", y="percent", hue="model_label", hue_order=order,
                      errorbar=("pi", 100), ax=ax)
-        ax.set(title=f"{setting} = {value}", xlabel="training tokens (millions)", ylabel=label or metric)
+        ax.set(title=f"{setting} = {value}", xlabel=f"training {unit} ({prefix})", ylabel=label or metric)
         ax.legend(title=None, fontsize="small")
     fig.tight_layout()
     return fig
