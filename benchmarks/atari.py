@@ -8,9 +8,9 @@ Environment steps (agent steps of 4 emulator frames, the paper's "environmental 
 local system: the environments of ale-py's vectorised emulator stepping in the learner's process, the agent acting,
 and the V-trace learner's update (``AtariTrainer.train_step``, with the policy lag of one round), for every core of
 Tables 7 and 8 with IMPALA's shallow and large (the paper's) encoders, at the cpu scale's environments, batch and
-unroll, on Pong (``--game``; the cpu runs' own speeds are notebook 05's throughput table). One thread, as each run
-of a two-worker sweep has. Each case runs in a fresh process. Writes atari.json and atari.md, with the steps an
-hour of training reaches at each speed.
+unroll, on Pong (``--game``; the cpu runs' own speeds are notebook 05's throughput table). One torch thread,
+with the emulators stepping in a thread of their own (on the second core of this machine), as in a cpu run. Each
+case runs in a fresh process. Writes atari.json and atari.md, with the steps an hour of training reaches at each speed.
 """
 from __future__ import annotations
 

@@ -52,10 +52,11 @@ PAPER = AtariScale(PAPER_GAMES, PAPER_CORES, frames=200_000_000, envs=48, batch_
 # A few hundred frames of every core: 4 environments, unrolls of 5 steps, a test of 2 × 2 short episodes.
 SMOKE = AtariScale(("pong",), PAPER_CORES, frames=200, envs=4, batch_size=4, unroll_length=5, eval_every=5,
                    encoder="shallow", test_at=(100,), test_episodes=2, test_repetitions=2, test_max_steps=50)
-# Chosen by measurement (results/benchmarks/atari.md, one thread beside another process as in a two-worker sweep):
+# Chosen by measurement (results/benchmarks/atari.md: one torch thread, the emulators' thread on the other core):
 # with IMPALA's large ResNet every agent trains at 66-85 environment steps/s, 0.3 M steps an hour, too few to learn;
 # with the shallow encoder at 550-940 steps/s, about 3 M an hour. So: the shallow encoder, 2 M steps a run (about
-# 40-60 minutes with its tests), 16 environments and batches of 16 unrolls of 50. Two games where the paper's
+# an hour with its tests, one run at a time: two at a time share the 2 cores and each runs at about half speed),
+# 16 environments and batches of 16 unrolls of 50. Two games where the paper's
 # recurrent agents beat the feedforward one at 50 M steps (Table 7: Kung-Fu Master, LSTM 15,216 against 5,449;
 # Seaquest, RDN 686 and LSTM 708 against 469) and where a random policy is far below a trained agent; the
 # feedforward baseline, the LSTM and the RDN; 10 test episodes × 3 repetitions, each capped at 27,000 agent steps
