@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from rfwp.tasks.algorithmic import MODELS
+from rfwp.tasks.atari import presets as atari_presets, sweeps as atari_sweeps, trainer as atari
 from rfwp.tasks.code_execution import presets as code_presets, sweeps as code_sweeps, trainer as code_execution
 from rfwp.tasks.language_modelling import sweeps as lm_sweeps, trainer as language_modelling
 from rfwp.tasks.listops import presets as listops_presets, trainer as listops
@@ -41,9 +42,14 @@ def _translation():
     yield translation.run, [dict(attention=a, d_dot=d) for a, d in p.settings], p.seeds
 
 
+def _atari():
+    points = [{k: v for k, v in p.items() if k != "scale"} for p in atari_sweeps.points("cpu")]
+    yield atari.run, points, atari_presets.preset("cpu").seeds
+
+
 @pytest.mark.parametrize("task, sweeps", [("code_execution", _code_execution), ("listops", _listops),
                                           ("language_modelling", _language_modelling),
-                                          ("translation", _translation)])
+                                          ("translation", _translation), ("atari", _atari)])
 def test_committed_cpu_records_are_those_the_sweeps_reuse(task, sweeps):
     committed = set((ROOT / "runs" / "cpu" / task).glob("**/seed*.json"))
     if not committed:
