@@ -82,14 +82,15 @@ def record(frames: list[int], wall: list[float], final: dict, test_at=()) -> Run
     history = pd.DataFrame({"step": range(1, len(frames) + 1), "frames": frames, "wall_time": wall,
                             "episode_return": [float("nan")] + [1.0] * (len(frames) - 1),
                             "episodes": range(len(frames))})
-    return RunRecord(name="atari/x", config={"test_at": list(test_at)}, config_hash="", seed=0, scale="cpu",
-                     schedule={}, history=history, final=final, best={}, steps_done=len(frames), stopped="frames",
-                     wall_time=wall[-1] + 10, resumed_from=None, versions={})
+    return RunRecord(name="atari/x", config={"test_at": list(test_at), "test_policy": "sampled"}, config_hash="",
+                     seed=0, scale="cpu", schedule={}, history=history, final=final, best={},
+                     steps_done=len(frames), stopped="frames", wall_time=wall[-1] + 10, resumed_from=None, versions={})
 
 
 def test_scores_throughput_and_tables_from_records():
     """Two seeds of the LSTM and one of the RDN on Pong, the LSTM also tested at 100 frames."""
-    tested = {"test_score": 3.0, "test_score_std": 1.0, "test_capped": 0}
+    tested = {"test_score": 3.0, "test_score_std": 1.0, "test_capped": 0,
+              "test_greedy_score": -21.0, "test_greedy_score_std": 0.0, "test_greedy_capped": 2}
     recs = [({"game": "pong", "core": "lstm"}, 0, record([100, 200], [1.0, 4.0], {
                  **tested, "test_score_at_100": -20.0, "test_score_std_at_100": 0.5, "test_capped_at_100": 0},
                  test_at=(100, 10_000))),
@@ -111,6 +112,9 @@ def test_scores_throughput_and_tables_from_records():
     assert ours.game.tolist() == ["Pong", "Pong"] and ours.frames.tolist() == [100, 200]
     assert ours.rdn.isna().tolist() == [True, False] and len(paper) == 20 and (paper.frames == 50_000_000).all()
     assert sweeps.beside_paper(sweeps.summary(tests), "T3")[0].empty   # Pong is not one of Table 3's games
+    policies = sweeps.test_policies(recs).set_index(["core", "seed", "policy"])
+    assert len(policies) == 6 and policies.loc[("lstm", 1, "sampled"), ["score", "headline"]].tolist() == [5.0, True]
+    assert policies.loc[("lstm", 1, "greedy"), ["score", "capped", "headline"]].tolist() == [-21.0, 2, False]
     curves = sweeps.learning_curves(recs)
     assert len(curves) == 6 and set(curves.core) == {"lstm", "recurrent_delta_net"}
 

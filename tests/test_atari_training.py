@@ -183,8 +183,10 @@ def test_run_through_execute_updates_the_model_with_the_decaying_rate(tmp_path):
     assert all(math.isfinite(v) for v in record.history["train_loss"])
     assert record.history["train_policy_lag"].tolist() == [0, 1, 1, 1]
     assert not all(torch.equal(a, b) for a, b in zip(trainer.initial, trainer.agent.parameters()))
-    assert {"test_score", "test_score_std", "test_capped"} <= set(record.final)
-    assert record.final["test_capped"] == 2   # Pong games outlast 10 steps
+    # the config's test policy (greedy) and the other one, on the same games
+    assert {"test_score", "test_score_std", "test_capped", "test_sampled_score", "test_sampled_score_std",
+            "test_sampled_capped"} <= set(record.final)
+    assert record.final["test_capped"] == record.final["test_sampled_capped"] == 2   # Pong games outlast 10 steps
 
 
 def test_a_killed_run_resumes_from_its_checkpoint(tmp_path):
@@ -282,6 +284,24 @@ def test_random_baseline_follows_the_test_protocol():
     assert capped.capped == 4 and torch.equal(capped.scores, torch.zeros(2, 2))
 
 
+def test_greedy_plays_the_argmax_and_sampled_the_policy():
+    """With a policy of 85% on action 2 over 4 actions, greedy plays 2 everywhere; sampled plays 2 about 85% of
+    the time and the others otherwise, the same actions for the same seed."""
+    logits = torch.tensor([0.05, 0.05, 0.85, 0.05]).log()
+
+    def agent(frame, reward, done, state):
+        return logits.expand(1, done.shape[1], 4), None, state
+
+    step = evaluation.AtariStep(torch.zeros(4000, 4, 84, 84, dtype=torch.uint8), *(torch.zeros(4000),) * 2,
+                                torch.zeros(4000, dtype=torch.bool), torch.zeros(4000, dtype=torch.bool),
+                                torch.zeros(4000), torch.zeros(4000, dtype=torch.int64))
+    greedy, _ = evaluation.test_policy("greedy", agent, seed=0)(step, None)
+    assert (greedy == 2).all()
+    sampled, _ = evaluation.test_policy("sampled", agent, seed=0)(step, None)
+    assert (sampled == 2).float().mean().item() == pytest.approx(0.85, abs=0.03) and sampled.unique().numel() == 4
+    assert torch.equal(evaluation.test_policy("sampled", agent, seed=0)(step, None)[0], sampled)
+
+
 @pytest.mark.parametrize("call, message", [
     (lambda: config("atari_tennis_2000", "lstm", "smoke"), "unknown Atari game 'atari_tennis_2000'"),
     (lambda: config("pong", "gru", "smoke"), "unknown core 'gru'"),
@@ -289,6 +309,8 @@ def test_random_baseline_follows_the_test_protocol():
     (lambda: tiny(core="transformer"), "unknown core 'transformer'"),
     (lambda: tiny(encoder="deep"), "unknown encoder 'deep'"),
     (lambda: tiny(batch_size=0), "must be positive"),
+    (lambda: tiny(test_policy="softmax"), "unknown test policy 'softmax'"),
+    (lambda: evaluation.test_policy("softmax", None, seed=0), "unknown test policy 'softmax'"),
     (lambda: Actor(tiny(num_actions=7), 1, seed=0), "pong's minimal action set has 6 actions"),
     (lambda: config("pong", "lstm", "huge"), "scale must be one of"),
 ])
@@ -304,5 +326,6 @@ def test_presets_follow_the_paper():
     assert (paper.envs, paper.actors, paper.encoder) == (48, 48, "large")
     assert (paper.lr, paper.alpha, paper.eps, paper.momentum, paper.clip) == (6e-4, 0.99, 0.01, 0.0, 40.0)
     assert (paper.entropy_cost, paper.baseline_cost, paper.discount) == (0.01, 0.5, 0.99)
-    assert (paper.test_episodes, paper.test_repetitions) == (30, 5)
+    assert (paper.test_episodes, paper.test_repetitions, paper.test_policy) == (30, 5, "greedy")
+    assert config("pong", "lstm", "cpu").test_policy == "sampled"   # declared in presets.py
     assert dataclasses.replace(paper, bptt=False) != paper

@@ -6,8 +6,8 @@ the score is the mean over the 5 repetitions of their mean score, ± the standar
     baseline = random_baseline("pong", num_actions=6)   # the same protocol for a uniformly random policy
 
 Choices, where the paper leaves them open:
-- The agent acts greedily (the argmax of its policy), the authors' test mode (original-code.md §5); ``sampled``
-  plays the policy's samples instead.
+- The agent acts greedily (the argmax of its policy), the authors' test mode (original-code.md §5), or plays its
+  policy's samples (``sampled``), the policy it was trained with: ``TEST_POLICIES``, chosen per scale (presets.py).
 - Scores are true game scores: unclipped, summed over all the lives of a game. As in training (and in torchbeast's
   test, whose environment has the same wrappers) a lost life is a ``done`` for the agent, which zeroes its core
   state; the game goes on.
@@ -29,6 +29,7 @@ from rfwp.tasks.atari.environment import NO_FRAME_LIMIT, AtariEnvironments, Atar
 
 # policy(step, state) → actions (num_envs,), state
 Policy = Callable[[AtariStep, object], tuple[Tensor, object]]
+TEST_POLICIES = ("greedy", "sampled")
 
 
 class PolicyScores(NamedTuple):
@@ -52,6 +53,13 @@ def sampled(agent: AtariAgent, generator: torch.Generator) -> Policy:
         logits, _, state = agent(step.frame[None], step.reward[None], step.done[None], state)
         return torch.multinomial(logits[0].softmax(-1), 1, generator=generator).squeeze(1), state
     return act
+
+
+def test_policy(name: str, agent: AtariAgent, seed: int) -> Policy:
+    """The trained agent's test policy ``name`` (one of ``TEST_POLICIES``); ``seed`` seeds the samples."""
+    if name not in TEST_POLICIES:
+        raise ValueError(f"unknown test policy {name!r}; choose one of {TEST_POLICIES}")
+    return greedy(agent) if name == "greedy" else sampled(agent, torch.Generator().manual_seed(seed))
 
 
 def uniform_random(num_actions: int, generator: torch.Generator) -> Policy:

@@ -1,8 +1,9 @@
 """The Atari runs of a scale (RFWP Sec. 4.4, App. C) as tidy DataFrames: every game × core of the preset, trained
 and tested through ``trainer.run``, with the uniformly random policy tested the same way on each game.
 
-    recs = records("cpu", workers=2)       # (point, seed, RunRecord) of every run, trained where missing
+    recs = records("cpu", workers=1)       # (point, seed, RunRecord) of every run, trained where missing
     tests = scores(recs)                   # one row per test of every run (the final one, and those at test_at)
+    test_policies(recs)                    # every run's final test with greedy and with sampled actions
     table = summary(tests)                 # mean over seeds per game, core and frames
     comparisons(table)                     # relative improvements (figures.relative_improvement) of our runs
     random_baselines("cpu"), learning_curves(recs), throughput(recs)
@@ -17,7 +18,7 @@ import rfwp.paper
 from rfwp import analysis
 from rfwp.tasks.atari.actors import env_seed
 from rfwp.tasks.atari.agent import FAST_WEIGHT_CORES, parameter_table
-from rfwp.tasks.atari.evaluation import random_baseline
+from rfwp.tasks.atari.evaluation import TEST_POLICIES, random_baseline
 from rfwp.tasks.atari.figures import (COMPARISONS, CORE_LABELS, SIMILAR, TABLE_COLUMNS, game_titles,
                                       relative_improvement)
 from rfwp.tasks.atari.presets import preset
@@ -64,6 +65,21 @@ def scores(recs) -> pd.DataFrame:
                              "final": suffix == "", "score": record.final[f"test_score{suffix}"],
                              "std": record.final[f"test_score_std{suffix}"],
                              "capped": int(record.final[f"test_capped{suffix}"])})
+    return pd.DataFrame(rows)
+
+
+def test_policies(recs) -> pd.DataFrame:
+    """One row per run's final test under each policy (evaluation.TEST_POLICIES): game, core, seed, policy,
+    headline (the scale's test policy, the one ``scores`` reports), score, std and capped; the same games for
+    both policies."""
+    rows = []
+    for point, seed, record in recs:
+        for name in TEST_POLICIES:
+            headline = name == record.config["test_policy"]
+            test = "test" if headline else f"test_{name}"
+            rows.append({"game": point["game"], "core": point["core"], "seed": seed, "policy": name,
+                         "headline": headline, "score": record.final[f"{test}_score"],
+                         "std": record.final[f"{test}_score_std"], "capped": int(record.final[f"{test}_capped"])})
     return pd.DataFrame(rows)
 
 

@@ -4,6 +4,7 @@ tested as the paper does.
     record = run("pong", "recurrent_delta_net", "cpu", seed=0)
     record.history["episode_return"]   # mean score of the last 100 training games, every eval_every updates
     record.final["test_score"], record.final["test_score_std"]   # the trained agent's test (evaluation.py)
+    record.final["test_greedy_score"]  # the same test with the other policy (here the scale's is "sampled")
 
 Frames are environment steps, as the paper's "50 M and 200 M environmental steps" and torchbeast's step count:
 one agent step, 4 emulator frames. The ``frames`` budget counts the steps learnt from, unroll_length × batch_size
@@ -28,7 +29,7 @@ from rfwp.tasks.atari import learner
 from rfwp.tasks.atari.actors import ActorPool, LocalActors, RayActors, action_count, env_seed
 from rfwp.tasks.atari.agent import CORES, ENCODERS, AtariAgent
 from rfwp.tasks.atari.environment import game_names
-from rfwp.tasks.atari.evaluation import evaluate_policy, greedy
+from rfwp.tasks.atari.evaluation import TEST_POLICIES, evaluate_policy, test_policy
 from rfwp.tasks.atari.presets import ATARI_SMALL, PAPER_ACTION_COUNTS, preset
 from rfwp.tasks.atari.vtrace import BASELINE_COST, ENTROPY_COST
 from rfwp.train import Schedule, execute
@@ -64,10 +65,13 @@ class AtariConfig:
     test_episodes: int = 30            # Sec. 4.4: 30 test episodes × 5 repetitions
     test_repetitions: int = 5
     test_max_steps: int = 250_000      # safety cap of a test game, in agent steps (evaluation.py)
+    test_policy: str = "greedy"        # the test's actions (evaluation.TEST_POLICIES); the other is tested too
 
     def __post_init__(self):
         if self.core not in CORES:
             raise ValueError(f"unknown core {self.core!r}; choose one of {CORES}")
+        if self.test_policy not in TEST_POLICIES:
+            raise ValueError(f"unknown test policy {self.test_policy!r}; choose one of {TEST_POLICIES}")
         if self.encoder not in ENCODERS:
             raise ValueError(f"unknown encoder {self.encoder!r}; choose one of {ENCODERS}")
         if self.game not in game_names():
@@ -137,13 +141,19 @@ class AtariTrainer:
         return {**self.tests, **self._test("")}
 
     def _test(self, suffix: str) -> dict[str, float]:
+        """The test with the config's policy (``test_score``, ...) and with the other one (``test_<policy>_score``,
+        ...), the same games (seeds) for both."""
         c = self.config
         self.agent.eval()
-        result = evaluate_policy(c.game, greedy(self.agent), episodes=c.test_episodes,
-                                 repetitions=c.test_repetitions, seed=env_seed(self.seed, TEST_SEED_KEY),
-                                 max_steps=c.test_max_steps)
-        return {f"test_score{suffix}": result.mean, f"test_score_std{suffix}": result.std,
-                f"test_capped{suffix}": result.capped}
+        seed = env_seed(self.seed, TEST_SEED_KEY)
+        out = {}
+        for name in TEST_POLICIES:
+            result = evaluate_policy(c.game, test_policy(name, self.agent, seed), episodes=c.test_episodes,
+                                     repetitions=c.test_repetitions, seed=seed, max_steps=c.test_max_steps)
+            test = "test" if name == c.test_policy else f"test_{name}"
+            out.update({f"{test}_score{suffix}": result.mean, f"{test}_score_std{suffix}": result.std,
+                        f"{test}_capped{suffix}": result.capped})
+        return out
 
     def close(self) -> None:
         if self.pool is not None:
@@ -181,7 +191,7 @@ def config(game: str, core: str, scale: str, bptt: bool = True) -> AtariConfig:
     return AtariConfig(game, core, num_actions, p.frames, encoder=p.encoder, model_config=p.model_config, bptt=bptt,
                        envs=p.envs, actors=p.actors, batch_size=p.batch_size, unroll_length=p.unroll_length,
                        test_at=p.test_at, test_episodes=p.test_episodes, test_repetitions=p.test_repetitions,
-                       test_max_steps=p.test_max_steps)
+                       test_max_steps=p.test_max_steps, test_policy=p.test_policy)
 
 
 def schedule(scale: str) -> Schedule:
