@@ -55,11 +55,21 @@ def sampled(agent: AtariAgent, generator: torch.Generator) -> Policy:
     return act
 
 
-def test_policy(name: str, agent: AtariAgent, seed: int) -> Policy:
-    """The trained agent's test policy ``name`` (one of ``TEST_POLICIES``); ``seed`` seeds the samples."""
+def check_test_policy(name: str) -> None:
     if name not in TEST_POLICIES:
         raise ValueError(f"unknown test policy {name!r}; choose one of {TEST_POLICIES}")
+
+
+def test_policy(name: str, agent: AtariAgent, seed: int) -> Policy:
+    """The trained agent's test policy ``name`` (one of ``TEST_POLICIES``); ``seed`` seeds the samples."""
+    check_test_policy(name)
     return greedy(agent) if name == "greedy" else sampled(agent, torch.Generator().manual_seed(seed))
+
+
+def test_key(name: str, headline: str) -> str:
+    """The prefix of a test's record keys: ``test`` (``test_score``, ...) for the scale's ``headline`` policy,
+    ``test_<name>`` (``test_greedy_score``, ...) for the other."""
+    return "test" if name == headline else f"test_{name}"
 
 
 def uniform_random(num_actions: int, generator: torch.Generator) -> Policy:

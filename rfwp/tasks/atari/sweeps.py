@@ -18,7 +18,7 @@ import rfwp.paper
 from rfwp import analysis
 from rfwp.tasks.atari.actors import env_seed
 from rfwp.tasks.atari.agent import FAST_WEIGHT_CORES, parameter_table
-from rfwp.tasks.atari.evaluation import TEST_POLICIES, random_baseline
+from rfwp.tasks.atari.evaluation import TEST_POLICIES, random_baseline, test_key
 from rfwp.tasks.atari.figures import (COMPARISONS, CORE_LABELS, SIMILAR, TABLE_COLUMNS, game_titles,
                                       relative_improvement)
 from rfwp.tasks.atari.presets import preset
@@ -75,10 +75,9 @@ def test_policies(recs) -> pd.DataFrame:
     rows = []
     for point, seed, record in recs:
         for name in TEST_POLICIES:
-            headline = name == record.config["test_policy"]
-            test = "test" if headline else f"test_{name}"
+            test = test_key(name, record.config["test_policy"])
             rows.append({"game": point["game"], "core": point["core"], "seed": seed, "policy": name,
-                         "headline": headline, "score": record.final[f"{test}_score"],
+                         "headline": test == "test", "score": record.final[f"{test}_score"],
                          "std": record.final[f"{test}_score_std"], "capped": int(record.final[f"{test}_capped"])})
     return pd.DataFrame(rows)
 

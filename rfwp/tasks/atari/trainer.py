@@ -29,7 +29,7 @@ from rfwp.tasks.atari import learner
 from rfwp.tasks.atari.actors import ActorPool, LocalActors, RayActors, action_count, env_seed
 from rfwp.tasks.atari.agent import CORES, ENCODERS, AtariAgent
 from rfwp.tasks.atari.environment import game_names
-from rfwp.tasks.atari.evaluation import TEST_POLICIES, evaluate_policy, test_policy
+from rfwp.tasks.atari.evaluation import TEST_POLICIES, check_test_policy, evaluate_policy, test_key, test_policy
 from rfwp.tasks.atari.presets import ATARI_SMALL, PAPER_ACTION_COUNTS, preset
 from rfwp.tasks.atari.vtrace import BASELINE_COST, ENTROPY_COST
 from rfwp.train import Schedule, execute
@@ -70,8 +70,7 @@ class AtariConfig:
     def __post_init__(self):
         if self.core not in CORES:
             raise ValueError(f"unknown core {self.core!r}; choose one of {CORES}")
-        if self.test_policy not in TEST_POLICIES:
-            raise ValueError(f"unknown test policy {self.test_policy!r}; choose one of {TEST_POLICIES}")
+        check_test_policy(self.test_policy)
         if self.encoder not in ENCODERS:
             raise ValueError(f"unknown encoder {self.encoder!r}; choose one of {ENCODERS}")
         if self.game not in game_names():
@@ -150,7 +149,7 @@ class AtariTrainer:
         for name in TEST_POLICIES:
             result = evaluate_policy(c.game, test_policy(name, self.agent, seed), episodes=c.test_episodes,
                                      repetitions=c.test_repetitions, seed=seed, max_steps=c.test_max_steps)
-            test = "test" if name == c.test_policy else f"test_{name}"
+            test = test_key(name, c.test_policy)
             out.update({f"{test}_score{suffix}": result.mean, f"{test}_score_std{suffix}": result.std,
                         f"{test}_capped{suffix}": result.capped})
         return out
