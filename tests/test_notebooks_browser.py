@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -73,7 +74,14 @@ class JupyterLab:
                 time.sleep(0.5)
 
     def kernels_idle(self) -> bool:
-        kernels = self.api("kernels")
+        try:
+            kernels = self.api("kernels")
+        except urllib.error.HTTPError as error:
+            # jupyter_server lists a kernel the moment jupyter_client registers it, before it stamps
+            # ``last_activity``; a listing in that gap fails with 500 (isoformat of None). It means "starting".
+            if error.code != 500:
+                raise
+            return False
         return bool(kernels) and all(k["execution_state"] == "idle" for k in kernels)
 
     def stop(self) -> None:
