@@ -70,7 +70,7 @@ class JupyterLab:
                 return
             except OSError:
                 if time.monotonic() > deadline:
-                    raise TimeoutError("JupyterLab did not answer within {timeout} s")
+                    raise TimeoutError(f"JupyterLab did not answer within {timeout} s")
                 time.sleep(0.5)
 
     def kernels_idle(self) -> bool:
